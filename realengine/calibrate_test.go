@@ -1,0 +1,198 @@
+package realengine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// costEngine is a fake Engine whose step time is a known StepCost, times a
+// deterministic jitter, so calibration can be checked exactly.
+type costEngine struct {
+	cost    StepCost
+	jitter  []float64 // multiplicative, cycled
+	steps   int
+	seqs    map[SeqID]int // context; -len(prompt) while pending
+	order   []SeqID
+	maxSeqs int
+}
+
+func (f *costEngine) Info() Info {
+	c, _ := Preset("tiny")
+	return Info{Engine: "fake", Model: "tiny", Config: c}
+}
+func (f *costEngine) Admit(s Sequence) error {
+	if _, ok := f.seqs[s.ID]; ok {
+		return fmt.Errorf("duplicate %d", s.ID)
+	}
+	f.seqs[s.ID] = -len(s.Prompt)
+	f.order = append(f.order, s.ID)
+	f.maxSeqs = max(f.maxSeqs, len(f.seqs))
+	return nil
+}
+func (f *costEngine) Step(ctx context.Context) (StepResult, error) {
+	var res StepResult
+	for _, id := range f.order {
+		n := f.seqs[id]
+		if n < 0 {
+			res.PrefillTokens += -n
+			f.seqs[id] = -n
+		} else {
+			res.DecodeSeqs++
+			res.KVTokens += n
+			f.seqs[id] = n + 1
+		}
+		res.Outputs = append(res.Outputs, SeqOutput{ID: id})
+	}
+	ms := f.cost.PredictMs(res.PrefillTokens, res.DecodeSeqs, float64(res.KVTokens))
+	if len(f.jitter) > 0 {
+		ms *= f.jitter[f.steps%len(f.jitter)]
+	}
+	f.steps++
+	res.Wall = time.Duration(ms * float64(time.Millisecond))
+	return res, nil
+}
+func (f *costEngine) Retire(id SeqID) error {
+	if _, ok := f.seqs[id]; !ok {
+		return ErrUnknownSequence
+	}
+	delete(f.seqs, id)
+	for i, o := range f.order {
+		if o == id {
+			f.order = append(f.order[:i], f.order[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+func (f *costEngine) Stats() Stats { return Stats{Sequences: len(f.seqs)} }
+func (f *costEngine) Close() error { return nil }
+
+func TestCalibrateRecoversKnownCost(t *testing.T) {
+	truth := StepCost{BaseMs: 2, PerPrefillTokenMs: 0.05, PerDecodeSeqMs: 0.3, PerKVTokenMs: 0.001}
+	f := &costEngine{cost: truth, seqs: map[SeqID]int{}}
+	grid := CalibrationGrid{PrefillTokens: []int{0, 8, 32}, DecodeBatch: []int{0, 2, 6}, Context: []int{10, 50}, Warmup: 1, Repeats: 3}
+	var calls []int
+	cal, err := Calibrate(context.Background(), f, grid, func(done, total int) {
+		calls = append(calls, done)
+		assert.Equal(t, 14, total) // 2 prefill-only + 2 decodes x 3 prefills x 2 contexts
+	})
+	require.NoError(t, err)
+	require.Len(t, cal.Points, 14)
+	assert.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, calls)
+	// Step times pass through whole nanoseconds, hence the tolerances.
+	assert.InEpsilon(t, truth.BaseMs, cal.Fit.Cost.BaseMs, 1e-5)
+	assert.InEpsilon(t, truth.PerPrefillTokenMs, cal.Fit.Cost.PerPrefillTokenMs, 1e-5)
+	assert.InEpsilon(t, truth.PerDecodeSeqMs, cal.Fit.Cost.PerDecodeSeqMs, 1e-5)
+	assert.InEpsilon(t, truth.PerKVTokenMs, cal.Fit.Cost.PerKVTokenMs, 1e-5)
+	assert.InDelta(t, 1, cal.Fit.R2, 1e-9)
+	assert.Less(t, cal.Fit.MaxRelErr, 1e-6)
+	// Only the context drift between repeats varies the time.
+	assert.Less(t, cal.JitterCV, 0.01)
+	assert.Empty(t, cal.Fit.Dropped)
+	assert.Zero(t, len(f.seqs), "calibration retires everything it admitted")
+	assert.Equal(t, 6, f.maxSeqs-1, "never more than the largest batch plus the prefill")
+	for _, p := range cal.Points {
+		assert.Len(t, p.Samples, 3)
+		// Contexts drift by one per step; the recorded KV is the true mean.
+		if p.DecodeSeqs > 0 {
+			assert.GreaterOrEqual(t, p.KVTokens, float64(p.DecodeSeqs*p.Context))
+		}
+	}
+}
+
+func TestCalibrateJitter(t *testing.T) {
+	// Jitter cycling x0.9, x1.0, x1.1 with four points per round: each point
+	// meets each factor once in three repeats, so every point's CV is 0.1 and
+	// its median is the true time.
+	f := &costEngine{cost: StepCost{BaseMs: 5, PerPrefillTokenMs: 0.1}, jitter: []float64{0.9, 1, 1.1}, seqs: map[SeqID]int{}}
+	grid := CalibrationGrid{PrefillTokens: []int{4, 8, 16, 32}, DecodeBatch: []int{0}, Context: []int{1}, Repeats: 3}
+	cal, err := Calibrate(context.Background(), f, grid, nil)
+	require.NoError(t, err)
+	assert.InDelta(t, 0.1, cal.JitterCV, 1e-6)
+	// No decoding in the grid: those coefficients cannot be fitted.
+	assert.Equal(t, []string{"per_decode_seq_ms", "per_kv_token_ms"}, cal.Fit.Dropped)
+	assert.InEpsilon(t, 0.1, cal.Fit.Cost.PerPrefillTokenMs, 1e-6)
+}
+
+func TestFitStepCost(t *testing.T) {
+	truth := StepCost{BaseMs: 1, PerPrefillTokenMs: 0.02, PerDecodeSeqMs: 0.5, PerKVTokenMs: 0}
+	r := rand.New(rand.NewPCG(3, 3))
+	var pts []CalibrationPoint
+	for i := 0; i < 40; i++ {
+		p := CalibrationPoint{PrefillTokens: r.IntN(300), DecodeSeqs: r.IntN(30), KVTokens: float64(r.IntN(5000))}
+		// Noise that, unconstrained, makes the zero KV coefficient negative
+		// half the time: here it anti-correlates with KV.
+		p.MedianMs = truth.PredictMs(p.PrefillTokens, p.DecodeSeqs, p.KVTokens) * (1 - 0.02*p.KVTokens/5000)
+		pts = append(pts, p)
+	}
+	fit, err := FitStepCost(pts)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"per_kv_token_ms"}, fit.Dropped)
+	assert.Zero(t, fit.Cost.PerKVTokenMs)
+	assert.InEpsilon(t, truth.PerDecodeSeqMs, fit.Cost.PerDecodeSeqMs, 0.05)
+	assert.Greater(t, fit.R2, 0.99)
+	assert.Less(t, fit.MaxRelErr, 0.05)
+	assert.LessOrEqual(t, fit.MedianRelErr, fit.MaxRelErr)
+	for _, p := range pts {
+		assert.Positive(t, p.PredictedMs)
+	}
+
+	_, err = FitStepCost(pts[:3])
+	assert.ErrorContains(t, err, "3 points")
+	bad := append([]CalibrationPoint(nil), pts...)
+	bad[5].MedianMs = 0
+	_, err = FitStepCost(bad)
+	assert.ErrorContains(t, err, "point 5")
+}
+
+func TestCalibrateGridErrors(t *testing.T) {
+	f := &costEngine{seqs: map[SeqID]int{}}
+	tests := []struct {
+		name string
+		grid CalibrationGrid
+		want string
+	}{
+		{"empty", CalibrationGrid{Repeats: 2}, "must each have a value"},
+		{"negative", CalibrationGrid{PrefillTokens: []int{-1}, DecodeBatch: []int{1}, Context: []int{1}, Repeats: 2}, "negative"},
+		{"context", CalibrationGrid{PrefillTokens: []int{1}, DecodeBatch: []int{1}, Context: []int{0}, Repeats: 2}, "at least 1"},
+		{"repeats", CalibrationGrid{PrefillTokens: []int{1}, DecodeBatch: []int{1}, Context: []int{1}, Repeats: 1}, "repeats >= 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Calibrate(context.Background(), f, tt.grid, nil)
+			assert.ErrorContains(t, err, tt.want)
+		})
+	}
+	require.NoError(t, f.Admit(Sequence{ID: 1, Prompt: []int32{1}}))
+	_, err := Calibrate(context.Background(), f, DefaultGrid(), nil)
+	assert.ErrorContains(t, err, "idle engine")
+}
+
+// TestCalibrateCPU is a smoke test on the real engine: structure only, since
+// tests never assert on wall-clock speed.
+func TestCalibrateCPU(t *testing.T) {
+	c, w := tinyModel(t, 1)
+	e, err := NewCPU(c, w, CPUOptions{Model: "tiny"})
+	require.NoError(t, err)
+	grid := CalibrationGrid{PrefillTokens: []int{0, 8, 32}, DecodeBatch: []int{0, 1, 4}, Context: []int{8, 64}, Warmup: 1, Repeats: 2}
+	cal, err := Calibrate(context.Background(), e, grid, nil)
+	require.NoError(t, err)
+	assert.Len(t, cal.Points, 14)
+	assert.Equal(t, Stats{}, e.Stats())
+	assert.Equal(t, "cpu", cal.Engine.Engine)
+	for _, p := range cal.Points {
+		assert.Positive(t, p.MeanMs)
+		assert.Positive(t, p.MedianMs)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = Calibrate(ctx, e, grid, nil)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, Stats{}, e.Stats(), "a cancelled calibration retires what it admitted")
+}
