@@ -8,7 +8,74 @@
 // and one event at a time, and the policy answers with a Decision. The same
 // policy value therefore decides the same way whichever driver runs it.
 //
-// This package imports no other package of the project.
+// Policies are built from spec strings, "name:key=value,key=value" with
+// durations as Go durations (Parse), and listed with their parameters (List).
+// Users add their own with Register. Every policy accepts tick=D: its timer
+// fires only on multiples of D counted from when it was armed, as with
+// Node's setTimeout or a coarse OS timer; the seed system's sub-millisecond
+// windows were rounded like this.
+//
+// The built-in policies:
+//
+//   - none: dispatch whatever is queued whenever the engine can accept.
+//   - fixed: hold a window, dispatch up to max_batch when it ends or the
+//     batch is full. The anchor says when the window starts: first (the
+//     arrival into an empty queue), oldest (dispatch when the oldest queued
+//     request's age reaches the window, Triton's max_queue_delay), collector
+//     (the seed's Python GPU scheduler: the collector loop starts a window
+//     when it starts waiting, at run start or when the engine can accept
+//     again after a batch; windows tile time while the queue is empty, and at
+//     a window end a non-empty queue is dispatched and a new cycle starts),
+//     batchend (the window starts at the end of the previous batch, old Ray
+//     Serve).
+//   - fastpath: fixed, but a request arriving to an empty queue while the
+//     engine is idle goes at once (Nagle's rule, RFC 896: only hold small
+//     segments back while earlier data is unacknowledged).
+//   - tiered: the seed system's window chosen by queue depth (≤1: 0.75 ms,
+//     2–5: 1 ms, ≥6: 2 ms), re-read as the queue grows.
+//   - adaptive: a rate-based window, below.
+//   - triton: Triton Inference Server's dynamic batcher (preferred sizes,
+//     max_queue_delay, max_queue_size, per-request timeout with reject or
+//     delay).
+//   - aimd: Clipper's additive-increase/multiplicative-decrease batch cap
+//     (Crankshaw et al., NSDI 2017), backed off when a batch's engine
+//     time exceeds the slo.
+//   - deadline: earliest deadline first, the largest batch whose predicted
+//     engine time still meets the earliest deadline in it (as in Clockwork,
+//     OSDI 2020, and Nexus, SOSP 2019); drop or mark late what cannot.
+//
+// # The adaptive rule
+//
+// Waiting only pays if more requests will come while we wait. adaptive
+// keeps an exponentially weighted estimate λ̂ of the arrival rate with time
+// constant tau (a decayed event count, bias-corrected for the run's start),
+// updated at each arrival and frozen between arrivals so a timer once armed
+// is not moved by the passing of time alone. The window is
+//
+//	W* = min(max_window, (target_batch−1)/λ̂)
+//
+// the expected time for target_batch−1 more arrivals, capped. If λ̂·W* <
+// theta — fewer than theta arrivals are expected within the window, so
+// waiting would mostly produce batches of one — the queue goes at once
+// (Nagle's insight, made rate-aware). Otherwise the queue goes when the
+// oldest request's age reaches W*, when target_batch requests are queued,
+// or when the oldest request's age plus the predicted engine time of the
+// batch would exceed slo (if set): Clipper's and Triton's bounded queue
+// delay, with the SLO-aware cut-off of Clockwork and Nexus. Predicted
+// batch times come from an EWMA per batch size of the observed
+// EventBatchDone service times. Under Poisson arrivals at rate λ the
+// expected time to collect B−1 more requests is (B−1)/λ, so a longer window
+// only adds latency while a shorter one leaves batches small; bulk-service
+// queues (Bailey, "On queueing processes with bulk service", 1954) give the
+// same trade-off in closed form.
+//
+// Drivers must Step a policy whenever the engine's capacity grows
+// (EventBatchDone, EventRequestDone or EventCapacity): a policy that is due
+// but finds the engine full returns NoWake and waits for that call. The
+// built-in policies ignore Request.Priority and the token counts.
+//
+// A policy must not read the clock, sleep, start goroutines or use a global
+// random source. This package imports no other package of the project.
 package policies
 
 import (
