@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/batchkit/batchkit/sim"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run go test ./cmd/simrun -update to create it")
+	assert.Equal(t, string(want), got)
+}
+
+const seedTrace = "../../traces/seed-50q.parquet"
+
+func TestGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"seed_fixed_fastpath.txt", []string{"--trace", seedTrace, "--profile", "seed-llama3.2-3b", "--clients", "1",
+			"--policy", "fixed:window=2ms", "--policy", "fastpath:window=2ms"}},
+		{"seed_fixed.json", []string{"--trace", seedTrace, "--profile", "seed-llama3.2-3b", "--clients", "1", "--policy", "fixed:window=2ms", "--json"}},
+		{"sweep.json", []string{"--trace", seedTrace, "--profile", "gpu-static", "--clients", "4", "--think", "10ms",
+			"--sweep", "fixed:window=1ms..3ms/1ms", "--json", "--warmup", "5"}},
+		{"default_poisson.txt", []string{"--trace", "../../traces/poisson-moderate.parquet", "--policy", "adaptive", "--speedup", "4"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := runCmd(t, tc.args...)
+			require.Equal(t, 0, code, errs)
+			golden(t, tc.name, out)
+		})
+	}
+}
+
+func TestNoFlagsRunsDefaultTrace(t *testing.T) {
+	code, out, errs := runCmd(t, "--json")
+	require.Equal(t, 0, code, errs)
+	var s sim.Summary
+	require.NoError(t, json.Unmarshal([]byte(out), &s))
+	assert.Equal(t, "../../traces/default.parquet", s.Trace)
+	assert.Equal(t, int64(3000), s.Requests)
+	assert.Equal(t, defaultProfile, s.Profile)
+	require.NotNil(t, s.OverheadPct)
+}
+
+func TestListings(t *testing.T) {
+	code, out, _ := runCmd(t, "--policy", "list")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "fastpath")
+	code, out, _ = runCmd(t, "--profile", "list")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "seed-llama3.2-3b")
+	code, out, _ = runCmd(t, "--help")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "Examples:")
+}
+
+func TestOutputsAndForce(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "r.parquet")
+	table := filepath.Join(dir, "t.parquet")
+	args := []string{"--trace", seedTrace, "--profile", "seed-llama3.2-3b", "--clients", "2", "--policy", "fixed:window=1ms", "--out", out, "--seed", "3"}
+	code, _, errs := runCmd(t, args...)
+	require.Equal(t, 0, code, errs)
+	rs, meta, err := sim.ReadResults(out)
+	require.NoError(t, err)
+	assert.Len(t, rs, 50)
+	assert.Equal(t, "fixed:window=1ms,max_batch=8,anchor=first", meta[sim.MetaPolicy])
+	assert.Equal(t, "3", meta[sim.MetaSeed])
+	first, _ := os.ReadFile(out)
+	code, _, errs = runCmd(t, args...)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errs, "already exists (use --force to overwrite)")
+	code, _, errs = runCmd(t, append(args, "--force")...)
+	require.Equal(t, 0, code, errs)
+	second, _ := os.ReadFile(out)
+	assert.Equal(t, first, second, "same inputs and seed must give byte-identical results")
+
+	code, _, errs = runCmd(t, "--trace", seedTrace, "--clients", "1", "--sweep", "fixed:window=1ms..4ms/1ms", "--table", table)
+	require.Equal(t, 0, code, errs)
+	rows, err := sim.ReadTable(table)
+	require.NoError(t, err)
+	require.Len(t, rows, 4)
+	for i, r := range rows {
+		assert.Equal(t, float64(i+1), r.Value)
+		assert.Equal(t, "window", r.Param)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"name":"b","mode":"warp","max_batch":1,"step":{"base_ms":1,"per_prefill_token_ms":0,"per_decode_seq_ms":0,"per_kv_token_ms":0},"request_overhead_ms":0,"jitter_cv":0}`), 0o644))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus"}, "unknown flag: --bogus"},
+		{[]string{"--trace", seedTrace, "--policy", "nosuch"}, "policy nosuch:"},
+		{[]string{"--trace", seedTrace, "--profile", bad}, "field mode: unknown mode \"warp\""},
+		{[]string{"--trace", filepath.Join(dir, "none.parquet")}, "none.parquet"},
+		{[]string{"--trace", seedTrace, "--sweep", "fixed:window=3ms..1ms/1ms"}, "want from <= to"},
+		{[]string{"--trace", seedTrace, "--policy", "none", "--policy", "fixed", "--out", filepath.Join(dir, "x.parquet")}, "--out writes the results of one run"},
+		{[]string{"--trace", seedTrace, "--warmup", "soon"}, "--warmup \"soon\""},
+		{[]string{"--trace", seedTrace, "--speedup", "0"}, "--speedup must be positive"},
+		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"--trace", seedTrace, "--think", "1s"}, "--think 1s needs --clients"},
+	} {
+		code, _, errs := runCmd(t, tc.args...)
+		assert.Equal(t, 2, code, tc.args)
+		assert.Contains(t, errs, tc.want, tc.args)
+		assert.Equal(t, 1, strings.Count(errs, "\n"), "one-line error: %q", errs)
+	}
+}

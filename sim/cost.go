@@ -1,0 +1,87 @@
+package sim
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// CostModel is the simulator's source of step durations: the profile's
+// step cost with seeded lognormal jitter. Replay replaces it with a real
+// engine; nothing else differs.
+type CostModel struct {
+	c   StepCost
+	cv  float64
+	rng *rand.Rand
+	// sig caches (σ², σ) of the plan factor by plan length: a plan costs
+	// one normal draw and one exp.
+	sig [][2]float64
+}
+
+// NewCostModel returns the cost model of p, seeded.
+func NewCostModel(p Profile, seed uint64) *CostModel {
+	return &CostModel{c: p.Step, cv: p.JitterCV, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+}
+
+// PlanTiming gives the step boundaries of one plan.
+type PlanTiming struct {
+	c0, lin, quad float64 // ms: boundary(j) = c0 + lin·(j-1) + quad·(j-1)·j
+	f             float64 // jitter factor × 1e6 (ms to ns)
+	steps         int
+}
+
+// Time returns the timing of plan. With jitter, the whole plan is scaled
+// by one lognormal factor whose CV is jitter_cv/√Steps: the CV of a sum of
+// Steps independent jittered steps (Fenton–Wilkinson), so that coalescing
+// steps keeps the spread of service times.
+func (m *CostModel) Time(p StepPlan) PlanTiming {
+	c := m.c
+	dd := float64(p.Decode + p.Prefill)
+	t := PlanTiming{
+		c0:    c.BaseMS + c.PerPrefillTokenMS*float64(p.PrefillTokens) + c.PerDecodeSeqMS*float64(p.Decode) + c.PerKVTokenMS*float64(p.Context),
+		lin:   c.BaseMS + c.PerDecodeSeqMS*dd + c.PerKVTokenMS*float64(p.Context+p.PrefillTokens),
+		quad:  c.PerKVTokenMS * dd / 2,
+		f:     1e6,
+		steps: p.Steps,
+	}
+	if m.cv > 0 {
+		var sg [2]float64
+		if p.Steps < len(m.sig) && m.sig[p.Steps][1] > 0 {
+			sg = m.sig[p.Steps]
+		} else {
+			cv := m.cv / math.Sqrt(float64(p.Steps))
+			sg[0] = math.Log1p(cv * cv)
+			sg[1] = math.Sqrt(sg[0])
+			if p.Steps < 1<<12 {
+				for len(m.sig) <= p.Steps {
+					m.sig = append(m.sig, [2]float64{})
+				}
+				m.sig[p.Steps] = sg
+			}
+		}
+		t.f *= math.Exp(-sg[0]/2 + sg[1]*m.rng.NormFloat64())
+	}
+	return t
+}
+
+// Boundary is the end of step j (1..Steps) in ns after the plan started;
+// every step takes at least 1 ns so that time moves.
+func (t *PlanTiming) Boundary(j int) int64 {
+	m := float64(j - 1)
+	b := int64(math.Round(t.f * (t.c0 + t.lin*m + t.quad*m*float64(j))))
+	return max(b, int64(j))
+}
+
+// StepsBy is the smallest j in 1..Steps whose boundary is at or after
+// elapsed ns.
+func (t *PlanTiming) StepsBy(elapsed int64) int {
+	lo, hi := 1, t.steps
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if t.Boundary(mid) >= elapsed {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}

@@ -1,0 +1,437 @@
+package sim
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+)
+
+// Dist summarises one metric: mean and exact quantiles (see samples for
+// the resolution), in the unit the JSON key names.
+type Dist struct {
+	Mean float64 `json:"mean"`
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P95  float64 `json:"p95"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+}
+
+// Summary is one run's report; its JSON keys are shared with replay.
+type Summary struct {
+	Policy   string `json:"policy"`
+	Trace    string `json:"trace"`
+	Profile  string `json:"profile"`
+	Seed     uint64 `json:"seed"`
+	Requests int64  `json:"requests"`
+	Rejected int64  `json:"rejected"`
+	Dropped  int64  `json:"dropped"`
+	Failed   int64  `json:"failed"`
+
+	WindowWaitMS  Dist `json:"window_wait_ms"`
+	EngineQueueMS Dist `json:"engine_queue_ms"`
+	TTFTMS        Dist `json:"ttft_ms"`
+	LatencyMS     Dist `json:"latency_ms"`
+	TPOTMS        Dist `json:"tpot_ms"`
+	BatchSize     Dist `json:"batch_size"`
+
+	ThroughputTokS float64 `json:"throughput_tok_s"`
+	ThroughputReqS float64 `json:"throughput_req_s"`
+	MakespanS      float64 `json:"makespan_s"`
+	// OverheadPct is mean latency relative to the bare engine (policy
+	// none, no per-request overhead) on the same trace and clients, in %;
+	// nil when no bare run was made.
+	OverheadPct *float64 `json:"overhead_pct"`
+	// Trimmed counts requests left out by warm-up and cool-down.
+	Trimmed  int64    `json:"trimmed"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// JSON returns the summary as indented JSON.
+func (s *Summary) JSON() ([]byte, error) { return json.MarshalIndent(s, "", "  ") }
+
+// Trim says which requests the summary leaves out: the first WarmupN and
+// the last CooldownN by arrival order, those arriving within WarmupNS of
+// the first arrival and those arriving within CooldownNS of the last.
+// Results files keep every request.
+type Trim struct {
+	WarmupN, CooldownN   int64
+	WarmupNS, CooldownNS int64
+}
+
+// Collector builds a Summary from a stream of Results with memory flat in
+// the number of requests.
+type Collector struct {
+	trim      Trim
+	total     int64 // requests in the run if known, for CooldownN
+	first     int64 // first arrival, set by the driver
+	haveFirst bool
+
+	wait, queue, ttft, lat, tpot samples
+	batch                        []int64 // counts by batch size
+	batchN                       int64
+	batchSum                     int64
+	s                            Summary
+	tokens                       int64
+	start, end                   int64
+	// Cool-down by time: results that arrived within CooldownNS of the
+	// latest arrival wait here, ordered by arrival, until a later arrival
+	// clears them; what is left at the end is trimmed.
+	last int64
+	held resultHeap
+}
+
+// NewCollector returns a collector; total is the number of requests the
+// run will have (0 if unknown; then CooldownN must be 0).
+func NewCollector(trim Trim, total int64) (*Collector, error) {
+	if trim.CooldownN > 0 && total <= 0 {
+		return nil, fmt.Errorf("cool-down by count needs a trace of known length")
+	}
+	return &Collector{trim: trim, total: total, start: math.MaxInt64, end: math.MinInt64}, nil
+}
+
+// Arrived tells the collector a request arrived at ns (the driver calls it
+// for every arrival when Trim.CooldownNS is set).
+func (c *Collector) Arrived(ns int64) {
+	c.last = max(c.last, ns)
+	for c.held.len() > 0 && c.held.min().r.ArrivalNS < c.last-c.trim.CooldownNS {
+		h := c.held.pop()
+		c.add(&h.r, h.seq)
+	}
+}
+
+// Add counts one result; seq is its arrival order.
+func (c *Collector) Add(r *Result, seq int64) {
+	if c.trim.CooldownNS > 0 && r.ArrivalNS >= c.last-c.trim.CooldownNS {
+		c.held.push(heldResult{r: *r, seq: seq})
+		return
+	}
+	c.add(r, seq)
+}
+
+func (c *Collector) add(r *Result, seq int64) {
+	if !c.haveFirst {
+		// Results come in finishing order; the driver normally calls
+		// FirstArrival before any of them.
+		c.first, c.haveFirst = r.ArrivalNS, true
+	}
+	if seq < c.trim.WarmupN || (c.trim.CooldownN > 0 && seq >= c.total-c.trim.CooldownN) ||
+		(c.trim.WarmupNS > 0 && r.ArrivalNS-c.first < c.trim.WarmupNS) {
+		c.s.Trimmed++
+		return
+	}
+	c.start = min(c.start, r.ArrivalNS)
+	c.end = max(c.end, r.FinishNS)
+	switch r.Status {
+	case StatusRejected:
+		c.s.Rejected++
+		return
+	case StatusDropped:
+		c.s.Dropped++
+		return
+	case StatusFailed:
+		c.s.Failed++
+		return
+	}
+	c.s.Requests++
+	c.tokens += int64(r.OutputTokens)
+	c.wait.add(r.WindowWaitNS)
+	c.queue.add(r.EngineQueueWaitNS)
+	c.ttft.add(r.FirstTokenNS - r.ArrivalNS)
+	c.lat.add(r.FinishNS - r.ArrivalNS)
+	if r.OutputTokens > 1 {
+		c.tpot.add((r.FinishNS - r.FirstTokenNS) / int64(r.OutputTokens-1))
+	}
+	b := int(r.BatchSize)
+	for len(c.batch) <= b {
+		c.batch = append(c.batch, 0)
+	}
+	c.batch[b]++
+	c.batchN++
+	c.batchSum += int64(b)
+}
+
+// FirstArrival sets the time of the run's first arrival, from which
+// Trim.WarmupNS counts.
+func (c *Collector) FirstArrival(ns int64) {
+	if !c.haveFirst {
+		c.first, c.haveFirst = ns, true
+	}
+}
+
+// Summary returns the summary with names filled in.
+func (c *Collector) Summary(policy, trace, profile string, seed uint64) Summary {
+	c.s.Trimmed += int64(c.held.len())
+	c.held = resultHeap{}
+	s := c.s
+	s.Policy, s.Trace, s.Profile, s.Seed = policy, trace, profile, seed
+	s.WindowWaitMS = c.wait.dist()
+	s.EngineQueueMS = c.queue.dist()
+	s.TTFTMS = c.ttft.dist()
+	s.LatencyMS = c.lat.dist()
+	s.TPOTMS = c.tpot.dist()
+	s.BatchSize = countDist(c.batch, c.batchN, c.batchSum)
+	if c.end > c.start {
+		s.MakespanS = float64(c.end-c.start) / 1e9
+		s.ThroughputTokS = float64(c.tokens) / s.MakespanS
+		s.ThroughputReqS = float64(s.Requests) / s.MakespanS
+	}
+	switch {
+	case s.Requests == 0:
+		s.Warnings = append(s.Warnings, "no request completed: every statistic is 0")
+	case s.Requests < 100:
+		s.Warnings = append(s.Warnings, fmt.Sprintf("only %d requests: p99 is close to the maximum", s.Requests))
+	}
+	for _, m := range []*samples{&c.wait, &c.queue, &c.ttft, &c.lat, &c.tpot} {
+		if m.clamped > 0 {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("%d values above %d µs were clamped for quantiles", m.clamped, uint32(math.MaxUint32)))
+			break
+		}
+	}
+	return s
+}
+
+// SetOverhead fills OverheadPct from the bare engine's mean latency.
+func (s *Summary) SetOverhead(bare *Summary) {
+	if bare.Requests == 0 || bare.LatencyMS.Mean == 0 {
+		return
+	}
+	v := math.Round((s.LatencyMS.Mean/bare.LatencyMS.Mean-1)*1e6) / 1e4
+	s.OverheadPct = &v
+}
+
+// samples keeps one metric for exact quantiles at 1 µs resolution in
+// memory that stays flat in the number of requests. Values are rounded to
+// whole µs before ranking; rounding is monotone, so each order statistic
+// is the exact one rounded to 1 µs (summaries print ms to 3 decimals).
+// The mean and max are exact in ns. Up to denseAfter values are kept as a
+// uint32 slice; beyond that they become counts per µs up to denseMaxUS
+// (32 MiB at most) plus a slice of the rarer larger values.
+type samples struct {
+	n            int64
+	sumHi, sumLo uint64 // 128-bit sum of ns
+	neg          int64  // sum of negative values (never expected)
+	max          int64
+	us           []uint32
+	counts       []uint32
+	over         []uint32
+	clamped      int64
+	sorted       bool
+}
+
+const (
+	denseAfter = 1 << 16
+	denseMaxUS = 1 << 23
+)
+
+func (m *samples) add(ns int64) {
+	if m.n == 0 || ns > m.max {
+		m.max = ns
+	}
+	m.n++
+	if ns >= 0 {
+		var c uint64
+		m.sumLo, c = bits.Add64(m.sumLo, uint64(ns), 0)
+		m.sumHi += c
+	} else {
+		m.neg += ns
+	}
+	u := (ns + 500) / 1000
+	if u < 0 {
+		u = 0
+	}
+	if u > math.MaxUint32 {
+		u = math.MaxUint32
+		m.clamped++
+	}
+	v := uint32(u)
+	m.sorted = false
+	if m.counts == nil {
+		m.us = append(m.us, v)
+		if len(m.us) >= denseAfter {
+			m.toDense()
+		}
+		return
+	}
+	if v < denseMaxUS {
+		if int(v) >= len(m.counts) {
+			// Doubling keeps growth amortised O(1) per value.
+			nc := make([]uint32, min(max(int(v)+1, 2*len(m.counts)), denseMaxUS))
+			copy(nc, m.counts)
+			m.counts = nc
+		}
+		m.counts[v]++
+	} else {
+		m.over = append(m.over, v)
+	}
+}
+
+func (m *samples) toDense() {
+	mx := uint32(0)
+	for _, v := range m.us {
+		if v < denseMaxUS {
+			mx = max(mx, v)
+		}
+	}
+	m.counts = make([]uint32, int(mx)+1)
+	for _, v := range m.us {
+		if v < denseMaxUS {
+			m.counts[v]++
+		} else {
+			m.over = append(m.over, v)
+		}
+	}
+	m.us = nil
+}
+
+// ranks fills out[i] with the value (µs) of 0-based rank ks[i]; ks is
+// ascending, so dense counts are walked once.
+func (m *samples) ranks(ks []int64, out []uint32) {
+	if !m.sorted {
+		slices.Sort(m.us)
+		slices.Sort(m.over)
+		m.sorted = true
+	}
+	if m.counts == nil {
+		for i, k := range ks {
+			out[i] = m.us[k]
+		}
+		return
+	}
+	i := 0
+	var below int64 // values in counts[:v]
+	for v, c := range m.counts {
+		for i < len(ks) && ks[i] < below+int64(c) {
+			out[i] = uint32(v)
+			i++
+		}
+		below += int64(c)
+		if i == len(ks) {
+			return
+		}
+	}
+	for ; i < len(ks); i++ {
+		out[i] = m.over[ks[i]-below]
+	}
+}
+
+var quantileProbs = [4]float64{0.50, 0.90, 0.95, 0.99}
+
+// quantiles are the linear interpolation between closest ranks (R type 7).
+func (m *samples) quantiles() [4]float64 {
+	var ks [8]int64
+	var hs [4]float64
+	for i, p := range quantileProbs {
+		h := p * float64(m.n-1)
+		lo := int64(math.Floor(h))
+		hs[i] = h - float64(lo)
+		ks[2*i], ks[2*i+1] = lo, min(lo+1, m.n-1)
+	}
+	var vs [8]uint32
+	m.ranks(ks[:], vs[:])
+	var q [4]float64
+	for i := range q {
+		a, b := float64(vs[2*i]), float64(vs[2*i+1])
+		q[i] = a + hs[i]*(b-a)
+	}
+	return q
+}
+
+func (m *samples) dist() Dist {
+	if m.n == 0 {
+		return Dist{}
+	}
+	sum := float64(m.sumHi)*math.Exp2(64) + float64(m.sumLo) + float64(m.neg)
+	ms := func(us float64) float64 { return math.Round(us) / 1e3 }
+	q := m.quantiles()
+	return Dist{
+		Mean: math.Round(sum/float64(m.n)/1e3) / 1e3,
+		P50:  ms(q[0]),
+		P90:  ms(q[1]),
+		P95:  ms(q[2]),
+		P99:  ms(q[3]),
+		Max:  math.Round(float64(m.max)/1e3) / 1e3,
+	}
+}
+
+func countDist(counts []int64, n, sum int64) Dist {
+	if n == 0 {
+		return Dist{}
+	}
+	at := func(k int64) float64 {
+		for v, c := range counts {
+			if k < c {
+				return float64(v)
+			}
+			k -= c
+		}
+		return float64(len(counts) - 1)
+	}
+	q := func(p float64) float64 {
+		h := p * float64(n-1)
+		lo := int64(math.Floor(h))
+		a := at(lo)
+		if lo+1 >= n {
+			return a
+		}
+		return math.Round((a+(h-float64(lo))*(at(lo+1)-a))*1e3) / 1e3
+	}
+	mx := 0
+	for v, c := range counts {
+		if c > 0 {
+			mx = v
+		}
+	}
+	return Dist{Mean: math.Round(float64(sum)/float64(n)*1e4) / 1e4, P50: q(.5), P90: q(.9), P95: q(.95), P99: q(.99), Max: float64(mx)}
+}
+
+type heldResult struct {
+	r   Result
+	seq int64
+}
+
+// resultHeap orders held results by arrival, ties by seq.
+type resultHeap struct{ a []heldResult }
+
+func (h *resultHeap) len() int         { return len(h.a) }
+func (h *resultHeap) min() *heldResult { return &h.a[0] }
+func hless(x, y *heldResult) bool {
+	return x.r.ArrivalNS < y.r.ArrivalNS || (x.r.ArrivalNS == y.r.ArrivalNS && x.seq < y.seq)
+}
+
+func (h *resultHeap) push(x heldResult) {
+	h.a = append(h.a, x)
+	for i := len(h.a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !hless(&h.a[i], &h.a[p]) {
+			break
+		}
+		h.a[i], h.a[p] = h.a[p], h.a[i]
+		i = p
+	}
+}
+
+func (h *resultHeap) pop() heldResult {
+	x := h.a[0]
+	n := len(h.a) - 1
+	h.a[0] = h.a[n]
+	h.a = h.a[:n]
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		c := l
+		if r := l + 1; r < n && hless(&h.a[r], &h.a[l]) {
+			c = r
+		}
+		if !hless(&h.a[c], &h.a[i]) {
+			break
+		}
+		h.a[i], h.a[c] = h.a[c], h.a[i]
+		i = c
+	}
+	return x
+}
