@@ -95,6 +95,6 @@ func ExampleParse() {
 	// Output:
 	// fixed:window=750us,max_batch=8,anchor=collector
 	// wake at 750µs
-	// policies: fixed: window=-1ms: must be > 0
+	// policies: fixed: window=-1ms: must be ≥ 0
 	// policies: fixed: unknown key "windw" (valid keys: window, max_batch, anchor, tick)
 }

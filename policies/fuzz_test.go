@@ -17,7 +17,7 @@ var fuzzSpecs = []string{
 	"none",
 	"fixed", "fixed:anchor=oldest", "fixed:anchor=collector", "fixed:anchor=batchend",
 	"fixed:window=300us,max_batch=3,anchor=collector,tick=1ms", "fixed:window=700us,anchor=first,tick=500us",
-	"fixed:anchor=oldest,tick=1ms", "fixed:anchor=batchend,tick=700us",
+	"fixed:anchor=oldest,tick=1ms", "fixed:window=0s,anchor=collector,tick=1ms", "fixed:window=0s,max_batch=2", "fixed:anchor=batchend,tick=700us",
 	"fastpath", "fastpath:anchor=collector,max_batch=2", "fastpath:anchor=oldest,tick=1ms",
 	"adaptive", "adaptive:tau=10ms,target_batch=4,slo=3ms,batch_base=1ms", "adaptive:tau=5ms,theta=0,tick=1ms",
 	"tiered", "tiered:anchor=first,tick=1ms", "tiered:depths=0/2/3,windows=100us/200us/1ms/3ms,anchor=oldest",

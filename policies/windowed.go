@@ -163,8 +163,8 @@ func newWindowed(a *Args, fast bool) (Policy, error) {
 			p.anchor = anchor(i)
 		}
 	}
-	if w <= 0 {
-		return nil, a.Invalid("window", "must be > 0")
+	if w < 0 {
+		return nil, a.Invalid("window", "must be ≥ 0")
 	}
 	return finishWindowed(a, p)
 }
