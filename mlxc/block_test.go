@@ -1,0 +1,485 @@
+//go:build mlx && cgo
+
+package mlxc
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// testBlock is a layer's weights kept both in Go (for the reference) and
+// as MLX arrays.
+type testBlock struct {
+	cfg                               BlockConfig
+	hidden, inter                     int
+	attnNorm, mlpNorm                 []float32
+	wq, wk, wv, wo, wgate, wup, wdown []float32
+	w                                 BlockWeights
+	arrays                            []*Array
+}
+
+func newTestBlock(t testing.TB, r *rand.Rand, hidden, inter, heads, kvHeads, headDim int) *testBlock {
+	b := &testBlock{
+		cfg:    BlockConfig{Heads: heads, KVHeads: kvHeads, HeadDim: headDim, Eps: 1e-5, RopeBase: 10000},
+		hidden: hidden, inter: inter,
+	}
+	q, kv := heads*headDim, kvHeads*headDim
+	sc := func(in int) float64 { return 1 / math.Sqrt(float64(in)) }
+	b.attnNorm, b.mlpNorm = randn(r, hidden, 0.2), randn(r, hidden, 0.2)
+	for i := range b.attnNorm {
+		b.attnNorm[i]++
+		b.mlpNorm[i]++
+	}
+	b.wq, b.wk, b.wv = randn(r, q*hidden, sc(hidden)), randn(r, kv*hidden, sc(hidden)), randn(r, kv*hidden, sc(hidden))
+	b.wo = randn(r, hidden*q, sc(q))
+	b.wgate, b.wup = randn(r, inter*hidden, sc(hidden)), randn(r, inter*hidden, sc(hidden))
+	b.wdown = randn(r, hidden*inter, sc(inter))
+	mk := func(data []float32, shape ...int) *Array {
+		a, err := FromFloat32(data, shape...)
+		require.NoError(t, err)
+		b.arrays = append(b.arrays, a)
+		return a
+	}
+	b.w = BlockWeights{
+		AttnNorm: mk(b.attnNorm, hidden), MLPNorm: mk(b.mlpNorm, hidden),
+		Q: Linear{W: mk(b.wq, q, hidden)}, K: Linear{W: mk(b.wk, kv, hidden)}, V: Linear{W: mk(b.wv, kv, hidden)},
+		O:    Linear{W: mk(b.wo, hidden, q)},
+		Gate: Linear{W: mk(b.wgate, inter, hidden)}, Up: Linear{W: mk(b.wup, inter, hidden)},
+		Down: Linear{W: mk(b.wdown, hidden, inter)},
+	}
+	t.Cleanup(b.close)
+	return b
+}
+
+func (b *testBlock) close() {
+	for _, a := range b.arrays {
+		a.Close()
+	}
+}
+
+// quantized returns the block's weights affine-quantised, and the same
+// weights dequantised to dense float32 arrays.
+func (b *testBlock) quantized(t testing.TB, s *Stream, group, bits int) (q, dense BlockWeights) {
+	q, dense = b.w, b.w
+	for _, p := range []struct{ q, d *Linear }{{&q.Q, &dense.Q}, {&q.K, &dense.K}, {&q.V, &dense.V}, {&q.O, &dense.O}, {&q.Gate, &dense.Gate}, {&q.Up, &dense.Up}, {&q.Down, &dense.Down}} {
+		wq, sc, bi, err := s.Quantize(p.q.W, group, bits)
+		require.NoError(t, err)
+		dq, err := s.Dequantize(wq, sc, bi, group, bits)
+		require.NoError(t, err)
+		b.arrays = append(b.arrays, wq, sc, bi, dq)
+		*p.q = Linear{W: wq, Scales: sc, Biases: bi, GroupSize: group, Bits: bits}
+		*p.d = Linear{W: dq}
+	}
+	return q, dense
+}
+
+// reference runs the layer in float64 over x [B, L, hidden] at positions
+// 0..L-1 with a causal mask.
+func (b *testBlock) reference(x []float32, B, L int) []float64 {
+	H, nh, nkv, hd := b.hidden, b.cfg.Heads, b.cfg.KVHeads, b.cfg.HeadDim
+	q, kv := nh*hd, nkv*hd
+	toF := func(v []float64) []float32 {
+		out := make([]float32, len(v))
+		for i, x := range v {
+			out[i] = float32(x)
+		}
+		return out
+	}
+	out := make([]float64, B*L*H)
+	inv := invFreq(hd, float64(b.cfg.RopeBase))
+	for bb := 0; bb < B; bb++ {
+		xs := x[bb*L*H : (bb+1)*L*H]
+		h := toF(refRMSNorm(xs, b.attnNorm, L, H, float64(b.cfg.Eps)))
+		qq, kk, vv := matmulT(h, b.wq, L, H, q), matmulT(h, b.wk, L, H, kv), matmulT(h, b.wv, L, H, kv)
+		// [L, n, hd] -> [n, L, hd]
+		split := func(m []float64, n int) []float32 {
+			o := make([]float32, len(m))
+			for l := 0; l < L; l++ {
+				for i := 0; i < n; i++ {
+					for d := 0; d < hd; d++ {
+						o[(i*L+l)*hd+d] = float32(m[l*n*hd+i*hd+d])
+					}
+				}
+			}
+			return o
+		}
+		qr := toF(refRoPE(split(qq, nh), L, hd, 0, inv))
+		kr := toF(refRoPE(split(kk, nkv), L, hd, 0, inv))
+		att := refSDPA(qr, kr, split(vv, nkv), 1, nh, nkv, L, L, hd, true)
+		flat := make([]float32, L*q)
+		for i := 0; i < nh; i++ {
+			for l := 0; l < L; l++ {
+				for d := 0; d < hd; d++ {
+					flat[l*q+i*hd+d] = float32(att[(i*L+l)*hd+d])
+				}
+			}
+		}
+		o := matmulT(flat, b.wo, L, q, H)
+		x1 := make([]float64, L*H)
+		for i := range x1 {
+			x1[i] = float64(xs[i]) + o[i]
+		}
+		h2 := toF(refRMSNorm(toF(x1), b.mlpNorm, L, H, float64(b.cfg.Eps)))
+		g, u := matmulT(h2, b.wgate, L, H, b.inter), matmulT(h2, b.wup, L, H, b.inter)
+		m := make([]float32, len(g))
+		for i := range g {
+			m[i] = float32(g[i] / (1 + math.Exp(-g[i])) * u[i])
+		}
+		d := matmulT(m, b.wdown, L, b.inter, H)
+		for i := range x1 {
+			out[bb*L*H+i] = x1[i] + d[i]
+		}
+	}
+	return out
+}
+
+func TestBlockNumerics(t *testing.T) {
+	r := newRNG(t)
+	s := cpu(t)
+	B, L := 2, 5
+	b := newTestBlock(t, r, 64, 160, 4, 2, 16)
+	x := randn(r, B*L*b.hidden, 1)
+	xa := arr(t, x, B, L, b.hidden)
+	want := b.reference(x, B, L)
+
+	full, err := s.Block(b.cfg, &b.w, xa, nil, nil, 0, true)
+	require.NoError(t, err)
+	defer full.Close()
+	got, err := full.Out.Float32()
+	require.NoError(t, err)
+	assertClose(t, want, got, 2e-4)
+	require.Equal(t, []int{B, 2, L, 16}, full.K.Shape())
+
+	// The same layer composed from single operations agrees.
+	ops, err := blockOps(s, b.cfg, &b.w, xa, nil, nil, 0)
+	require.NoError(t, err)
+	defer ops.Close()
+	gotOps, err := ops.Out.Float32()
+	require.NoError(t, err)
+	assertClose(t, want, gotOps, 2e-4)
+
+	// Prefill L-1 tokens, then decode the last against the cache: same
+	// last row as the full prefill.
+	head, err := s.Slice(xa, []int{0, 0, 0}, []int{B, L - 1, b.hidden})
+	require.NoError(t, err)
+	defer head.Close()
+	tail, err := s.Slice(xa, []int{0, L - 1, 0}, []int{B, L, b.hidden})
+	require.NoError(t, err)
+	defer tail.Close()
+	pre, err := s.Block(b.cfg, &b.w, head, nil, nil, 0, true)
+	require.NoError(t, err)
+	defer pre.Close()
+	dec, err := s.Block(b.cfg, &b.w, tail, pre.K, pre.V, L-1, true)
+	require.NoError(t, err)
+	defer dec.Close()
+	require.Equal(t, []int{B, 2, L, 16}, dec.K.Shape())
+	last, err := dec.Out.Float32()
+	require.NoError(t, err)
+	wantLast := make([]float64, 0, B*b.hidden)
+	for bb := 0; bb < B; bb++ {
+		wantLast = append(wantLast, want[(bb*L+L-1)*b.hidden:(bb*L+L)*b.hidden]...)
+	}
+	assertClose(t, wantLast, last, 2e-4)
+
+	// Quantised weights: the block equals the block on the dequantised
+	// weights.
+	qw, dw := b.quantized(t, s, 32, 8)
+	qo, err := s.Block(b.cfg, &qw, xa, nil, nil, 0, true)
+	require.NoError(t, err)
+	defer qo.Close()
+	do, err := s.Block(b.cfg, &dw, xa, nil, nil, 0, true)
+	require.NoError(t, err)
+	defer do.Close()
+	qv, err := qo.Out.Float32()
+	require.NoError(t, err)
+	dv, err := do.Out.Float32()
+	require.NoError(t, err)
+	dv64 := make([]float64, len(dv))
+	for i, v := range dv {
+		dv64[i] = float64(v)
+	}
+	assertClose(t, dv64, qv, 1e-3)
+
+	// A wrong weight shape is an error, not a crash.
+	bad := b.w
+	bad.Q = b.w.Down // [inter, hidden] where [q, hidden] belongs
+	_, err = s.Block(b.cfg, &bad, xa, nil, nil, 0, true)
+	require.Error(t, err)
+}
+
+// blockOps is Stream.Block composed from one cgo crossing per operation,
+// to measure what the fused helper saves.
+func blockOps(s *Stream, cfg BlockConfig, w *BlockWeights, x, kc, vc *Array, offset int) (BlockOutput, error) {
+	var tmp []*Array
+	defer func() {
+		for _, a := range tmp {
+			a.Close()
+		}
+	}()
+	keep := func(a *Array, err error) (*Array, error) {
+		if err == nil {
+			tmp = append(tmp, a)
+		}
+		return a, err
+	}
+	sh := x.Shape()
+	B, L := sh[0], sh[1]
+	lin := func(in *Array, l Linear) (*Array, error) {
+		if l.Scales != nil {
+			return keep(s.QuantizedMatmul(in, l.W, l.Scales, l.Biases, true, l.GroupSize, l.Bits))
+		}
+		wt, err := keep(s.Transpose(l.W))
+		if err != nil {
+			return nil, err
+		}
+		return keep(s.Matmul(in, wt))
+	}
+	heads := func(in *Array, n int) (*Array, error) {
+		r, err := keep(s.Reshape(in, B, L, n, cfg.HeadDim))
+		if err != nil {
+			return nil, err
+		}
+		return keep(s.Transpose(r, 0, 2, 1, 3))
+	}
+	h, err := keep(s.RMSNorm(x, w.AttnNorm, cfg.Eps))
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	q, err := lin(h, w.Q)
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	k, err := lin(h, w.K)
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	v, err := lin(h, w.V)
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	if q, err = heads(q, cfg.Heads); err != nil {
+		return BlockOutput{}, err
+	}
+	if k, err = heads(k, cfg.KVHeads); err != nil {
+		return BlockOutput{}, err
+	}
+	if v, err = heads(v, cfg.KVHeads); err != nil {
+		return BlockOutput{}, err
+	}
+	rope := RoPE{Dims: cfg.HeadDim, Base: cfg.RopeBase, Offset: offset, Freqs: cfg.RopeFreqs}
+	if q, err = keep(s.RoPE(q, rope)); err != nil {
+		return BlockOutput{}, err
+	}
+	if k, err = s.RoPE(k, rope); err != nil {
+		return BlockOutput{}, err
+	}
+	if kc != nil {
+		tmp = append(tmp, k)
+		if k, err = s.Concatenate(2, kc, k); err != nil {
+			return BlockOutput{}, err
+		}
+		if v, err = s.Concatenate(2, vc, v); err != nil {
+			return BlockOutput{}, err
+		}
+	} else {
+		// v is in tmp; hand the caller its own reference.
+		if v, err = s.Reshape(v, B, cfg.KVHeads, L, cfg.HeadDim); err != nil {
+			return BlockOutput{}, err
+		}
+	}
+	att, err := keep(s.SDPA(q, k, v, float32(1/math.Sqrt(float64(cfg.HeadDim))), Mask{Causal: L > 1}))
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	if att, err = keep(s.Transpose(att, 0, 2, 1, 3)); err != nil {
+		return BlockOutput{}, err
+	}
+	if att, err = keep(s.Reshape(att, B, L, cfg.Heads*cfg.HeadDim)); err != nil {
+		return BlockOutput{}, err
+	}
+	o, err := lin(att, w.O)
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	x1, err := keep(s.Add(x, o))
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	h2, err := keep(s.RMSNorm(x1, w.MLPNorm, cfg.Eps))
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	g, err := lin(h2, w.Gate)
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	u, err := lin(h2, w.Up)
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	// silu(g) = g·sigmoid(g) = g·softmax([0, g])[1]; with no sigmoid in
+	// the Go API, spell it with ops the engine has anyway.
+	sg, err := keep(sigmoid(s, g, &tmp))
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	act, err := keep(s.Multiply(g, sg))
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	m, err := keep(s.Multiply(act, u))
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	d, err := lin(m, w.Down)
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	out, err := s.Add(x1, d)
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	if err := Eval(out, k, v); err != nil {
+		return BlockOutput{}, err
+	}
+	return BlockOutput{Out: out, K: k, V: v}, nil
+}
+
+func sigmoid(s *Stream, g *Array, tmp *[]*Array) (*Array, error) {
+	sh := g.Shape()
+	zero, err := FromFloat32(make([]float32, 1), 1)
+	if err != nil {
+		return nil, err
+	}
+	*tmp = append(*tmp, zero)
+	ones := append(append([]int{}, sh...), 1)
+	gz, err := s.Reshape(g, ones...)
+	if err != nil {
+		return nil, err
+	}
+	*tmp = append(*tmp, gz)
+	zz, err := s.Multiply(gz, zero) // zeros of gz's shape
+	if err != nil {
+		return nil, err
+	}
+	*tmp = append(*tmp, zz)
+	pair, err := s.Concatenate(-1, zz, gz)
+	if err != nil {
+		return nil, err
+	}
+	*tmp = append(*tmp, pair)
+	sm, err := s.Softmax(pair, -1)
+	if err != nil {
+		return nil, err
+	}
+	*tmp = append(*tmp, sm)
+	start := make([]int, len(sh)+1)
+	stop := append(append([]int{}, sh...), 2)
+	start[len(sh)] = 1
+	sl, err := s.Slice(sm, start, stop)
+	if err != nil {
+		return nil, err
+	}
+	*tmp = append(*tmp, sl)
+	return s.Reshape(sl, sh...)
+}
+
+// Benchmarks: the "small" preset's layer (hidden 384, 6 heads, 2 KV heads,
+// head_dim 64, intermediate 1152), decoding one token per sequence against
+// a 128-token cache.
+func BenchmarkBlock(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	s, err := CPUStream()
+	require.NoError(b, err)
+	defer s.Close()
+	blk := newTestBlock(b, r, 384, 1152, 6, 2, 64)
+	for _, batch := range []int{1, 8} {
+		x, err := FromFloat32(randn(r, batch*384, 1), batch, 1, 384)
+		require.NoError(b, err)
+		kc, err := FromFloat32(randn(r, batch*2*128*64, 1), batch, 2, 128, 64)
+		require.NoError(b, err)
+		vc, err := FromFloat32(randn(r, batch*2*128*64, 1), batch, 2, 128, 64)
+		require.NoError(b, err)
+		require.NoError(b, Eval(x, kc, vc))
+		b.Run(fmt.Sprintf("fused/batch=%d", batch), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				o, err := s.Block(blk.cfg, &blk.w, x, kc, vc, 128, true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				o.Close()
+			}
+		})
+		b.Run(fmt.Sprintf("perop/batch=%d", batch), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				o, err := blockOps(s, blk.cfg, &blk.w, x, kc, vc, 128)
+				if err != nil {
+					b.Fatal(err)
+				}
+				o.Close()
+			}
+		})
+		// Graph building only (no eval): the crossing cost of one fused step.
+		b.Run(fmt.Sprintf("fused-build-only/batch=%d", batch), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				o, err := s.Block(blk.cfg, &blk.w, x, kc, vc, 128, false)
+				if err != nil {
+					b.Fatal(err)
+				}
+				o.Close()
+			}
+		})
+		x.Close()
+		kc.Close()
+		vc.Close()
+	}
+}
+
+// BenchmarkCall is the cost of one wrapped operation that builds a graph
+// node without computing it: the per-call cgo overhead.
+func BenchmarkCall(b *testing.B) {
+	s, err := CPUStream()
+	require.NoError(b, err)
+	defer s.Close()
+	a, err := FromFloat32([]float32{1, 2, 3, 4}, 4)
+	require.NoError(b, err)
+	defer a.Close()
+	b.Run("add-lazy", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c, err := s.Add(a, a)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Close()
+		}
+	})
+	b.Run("size", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if a.Size() != 4 {
+				b.Fatal("size")
+			}
+		}
+	})
+	b.Run("add-eval-read", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c, err := s.Add(a, a)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Float32(); err != nil {
+				b.Fatal(err)
+			}
+			c.Close()
+		}
+	})
+}

@@ -1,0 +1,427 @@
+//go:build mlx && cgo
+
+#include "mlxc.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <math.h>
+
+// MLX reports a failure by calling the process-global error handler on the
+// failing thread and then returning non-zero. The handler stores the message
+// in a thread-local buffer; each helper below clears it before its calls and
+// copies it out on failure, all on the same thread within one cgo crossing.
+static __thread char mlxc_errbuf[2048];
+static __thread int mlxc_errset;
+
+static void mlxc_handler(const char* msg, void* data) {
+  (void)data;
+  snprintf(mlxc_errbuf, sizeof mlxc_errbuf, "%s", msg ? msg : "unknown MLX error");
+  mlxc_errset = 1;
+}
+
+void mlxc_install_error_handler(void) { mlx_set_error_handler(mlxc_handler, NULL, NULL); }
+
+static void reset(void) {
+  mlxc_errset = 0;
+  mlxc_errbuf[0] = 0;
+}
+
+static char* take(const char* fallback) {
+  const char* m = mlxc_errset ? mlxc_errbuf : fallback;
+  size_t n = strlen(m);
+  char* out = malloc(n + 1);
+  if (out) memcpy(out, m, n + 1);
+  mlxc_errset = 0;
+  return out;
+}
+
+#define CALL(expr)                                   \
+  do {                                               \
+    reset();                                         \
+    if ((expr) != 0) return take("mlx call failed: " #expr); \
+    return NULL;                                     \
+  } while (0)
+
+#define TRY(expr)                                          \
+  do {                                                     \
+    if ((expr) != 0) {                                     \
+      err = take("mlx call failed: " #expr);               \
+      goto done;                                           \
+    }                                                      \
+  } while (0)
+
+static mlx_optional_int opt_int(int v) {
+  mlx_optional_int o = {v, true};
+  return o;
+}
+
+char* mlxc_version(char** out) {
+  reset();
+  mlx_string s = mlx_string_new();
+  if (mlx_version(&s) != 0) {
+    mlx_string_free(s);
+    return take("mlx_version failed");
+  }
+  const char* d = mlx_string_data(s);
+  *out = strdup(d ? d : "");
+  mlx_string_free(s);
+  return NULL;
+}
+
+char* mlxc_free_array(mlx_array a) { CALL(mlx_array_free(a)); }
+
+char* mlxc_new_array(mlx_array* res, const void* data, const int* shape, int ndim, mlx_dtype storage, mlx_dtype view, mlx_stream s) {
+  reset();
+  mlx_array a = mlx_array_new_data(data, shape, ndim, storage);
+  if (a.ctx == NULL) return take("mlx_array_new_data failed");
+  if (view == storage) {
+    *res = a;
+    return NULL;
+  }
+  // float16/bfloat16 arrive as raw 16-bit words: reinterpret, then make
+  // the view concrete so the array does not pin its uint16 parent graph.
+  mlx_array v = mlx_array_new();
+  if (mlx_view(&v, a, view, s) != 0) {
+    mlx_array_free(a);
+    return take("mlx_view failed");
+  }
+  mlx_array_free(a);
+  *res = v;
+  return NULL;
+}
+
+char* mlxc_read(mlx_array a, mlx_dtype as, mlx_dtype storage, mlx_stream s, void* out, size_t nbytes) {
+  char* err = NULL;
+  mlx_array t = mlx_array_new(), u = mlx_array_new(), c = mlx_array_new();
+  reset();
+  TRY(mlx_astype(&t, a, as, s));
+  if (storage != as) {
+    TRY(mlx_view(&u, t, storage, s));
+  } else {
+    TRY(mlx_array_set(&u, t));
+  }
+  TRY(mlx_contiguous(&c, u, false, s));
+  TRY(mlx_array_eval(c));
+  if (mlx_array_nbytes(c) != nbytes) {
+    err = strdup("mlxc: read size mismatch");
+    goto done;
+  }
+  const void* p = NULL;
+  switch (storage) {
+    case MLX_FLOAT32: p = mlx_array_data_float32(c); break;
+    case MLX_INT32: p = mlx_array_data_int32(c); break;
+    case MLX_UINT32: p = mlx_array_data_uint32(c); break;
+    case MLX_UINT16: p = mlx_array_data_uint16(c); break;
+    default: err = strdup("mlxc: unsupported read dtype"); goto done;
+  }
+  if (p == NULL) {
+    err = take("mlxc: array has no data");
+    goto done;
+  }
+  if (nbytes) memcpy(out, p, nbytes);
+done:
+  mlx_array_free(t);
+  mlx_array_free(u);
+  mlx_array_free(c);
+  return err;
+}
+
+char* mlxc_shape(mlx_array a, int* ndim, int* shape, int cap) {
+  reset();
+  size_t n = mlx_array_ndim(a);
+  const int* sh = mlx_array_shape(a);
+  if (mlxc_errset) return take("mlx_array_shape failed");
+  *ndim = (int)n;
+  for (size_t i = 0; i < n && (int)i < cap; i++) shape[i] = sh[i];
+  return NULL;
+}
+
+char* mlxc_eval(const mlx_array* arrs, size_t n, int async) {
+  reset();
+  mlx_vector_array v = mlx_vector_array_new_data(arrs, n);
+  int rc = async ? mlx_async_eval(v) : mlx_eval(v);
+  mlx_vector_array_free(v);
+  if (rc != 0) return take("mlx_eval failed");
+  return NULL;
+}
+
+char* mlxc_synchronize(mlx_stream s) { CALL(mlx_synchronize(s)); }
+
+char* mlxc_gpu_available(int* res) {
+  reset();
+  int n = 0;
+  if (mlx_device_count(&n, MLX_GPU) != 0) return take("mlx_device_count failed");
+  *res = n > 0;
+  return NULL;
+}
+
+char* mlxc_default_stream(mlx_stream* res, int want_gpu) {
+  reset();
+  mlx_stream s = want_gpu ? mlx_default_gpu_stream_new() : mlx_default_cpu_stream_new();
+  if (s.ctx == NULL) return take("mlx: no default stream");
+  *res = s;
+  return NULL;
+}
+
+char* mlxc_stream_string(mlx_stream s, char** out) {
+  reset();
+  mlx_string str = mlx_string_new();
+  if (mlx_stream_tostring(&str, s) != 0) {
+    mlx_string_free(str);
+    return take("mlx_stream_tostring failed");
+  }
+  const char* d = mlx_string_data(str);
+  *out = strdup(d ? d : "");
+  mlx_string_free(str);
+  return NULL;
+}
+
+char* mlxc_matmul(mlx_array* res, mlx_array a, mlx_array b, mlx_stream s) { CALL(mlx_matmul(res, a, b, s)); }
+char* mlxc_add(mlx_array* res, mlx_array a, mlx_array b, mlx_stream s) { CALL(mlx_add(res, a, b, s)); }
+char* mlxc_multiply(mlx_array* res, mlx_array a, mlx_array b, mlx_stream s) { CALL(mlx_multiply(res, a, b, s)); }
+char* mlxc_reshape(mlx_array* res, mlx_array a, const int* shape, size_t n, mlx_stream s) { CALL(mlx_reshape(res, a, shape, n, s)); }
+char* mlxc_transpose(mlx_array* res, mlx_array a, const int* axes, size_t n, mlx_stream s) {
+  if (n == 0) CALL(mlx_transpose(res, a, s));
+  CALL(mlx_transpose_axes(res, a, axes, n, s));
+}
+char* mlxc_concatenate(mlx_array* res, const mlx_array* arrs, size_t n, int axis, mlx_stream s) {
+  reset();
+  mlx_vector_array v = mlx_vector_array_new_data(arrs, n);
+  int rc = mlx_concatenate_axis(res, v, axis, s);
+  mlx_vector_array_free(v);
+  if (rc != 0) return take("mlx_concatenate failed");
+  return NULL;
+}
+char* mlxc_slice(mlx_array* res, mlx_array a, const int* start, const int* stop, const int* strides, size_t n, mlx_stream s) {
+  CALL(mlx_slice(res, a, start, n, stop, n, strides, n, s));
+}
+char* mlxc_take(mlx_array* res, mlx_array a, mlx_array idx, int axis, mlx_stream s) { CALL(mlx_take_axis(res, a, idx, axis, s)); }
+char* mlxc_softmax(mlx_array* res, mlx_array a, int axis, mlx_stream s) { CALL(mlx_softmax_axis(res, a, axis, true, s)); }
+char* mlxc_argmax(mlx_array* res, mlx_array a, int axis, int keepdims, mlx_stream s) { CALL(mlx_argmax_axis(res, a, axis, keepdims != 0, s)); }
+char* mlxc_astype(mlx_array* res, mlx_array a, mlx_dtype dt, mlx_stream s) { CALL(mlx_astype(res, a, dt, s)); }
+char* mlxc_rms_norm(mlx_array* res, mlx_array x, mlx_array w, float eps, mlx_stream s) { CALL(mlx_fast_rms_norm(res, x, w, eps, s)); }
+char* mlxc_rope(mlx_array* res, mlx_array x, int dims, int traditional, int has_base, float base, float scale, int offset, mlx_array freqs, mlx_stream s) {
+  mlx_optional_float b = {base, has_base != 0};
+  CALL(mlx_fast_rope(res, x, dims, traditional != 0, b, scale, offset, freqs, s));
+}
+char* mlxc_sdpa(mlx_array* res, mlx_array q, mlx_array k, mlx_array v, float scale, const char* mode, mlx_array mask, mlx_stream s) {
+  mlx_array sinks = {NULL};
+  CALL(mlx_fast_scaled_dot_product_attention(res, q, k, v, scale, mode, mask, sinks, s));
+}
+char* mlxc_quantize(mlx_array* wq, mlx_array* scales, mlx_array* biases, mlx_array w, int group, int bits, mlx_stream s) {
+  char* err = NULL;
+  mlx_array none = {NULL};
+  mlx_vector_array out = mlx_vector_array_new();
+  reset();
+  TRY(mlx_quantize(&out, w, opt_int(group), opt_int(bits), "affine", none, s));
+  if (mlx_vector_array_size(out) != 3) {
+    err = strdup("mlxc: quantize returned an unexpected number of arrays");
+    goto done;
+  }
+  TRY(mlx_vector_array_get(wq, out, 0));
+  TRY(mlx_vector_array_get(scales, out, 1));
+  TRY(mlx_vector_array_get(biases, out, 2));
+done:
+  mlx_vector_array_free(out);
+  return err;
+}
+char* mlxc_dequantize(mlx_array* res, mlx_array wq, mlx_array scales, mlx_array biases, int group, int bits, mlx_stream s) {
+  mlx_array none = {NULL};
+  mlx_optional_dtype dt = {MLX_FLOAT32, false};
+  CALL(mlx_dequantize(res, wq, scales, biases, opt_int(group), opt_int(bits), "affine", none, dt, s));
+}
+char* mlxc_quantized_matmul(mlx_array* res, mlx_array x, mlx_array wq, mlx_array scales, mlx_array biases, int transpose, int group, int bits, mlx_stream s) {
+  CALL(mlx_quantized_matmul(res, x, wq, scales, biases, transpose != 0, opt_int(group), opt_int(bits), "affine", s));
+}
+char* mlxc_random_key(mlx_array* res, uint64_t seed) { CALL(mlx_random_key(res, seed)); }
+char* mlxc_random_normal(mlx_array* res, const int* shape, size_t n, mlx_dtype dt, float loc, float scale, mlx_array key, mlx_stream s) {
+  CALL(mlx_random_normal(res, shape, n, dt, loc, scale, key, s));
+}
+
+char* mlxc_memory(size_t* active, size_t* peak, size_t* cache) {
+  reset();
+  if (mlx_get_active_memory(active) || mlx_get_peak_memory(peak) || mlx_get_cache_memory(cache))
+    return take("mlx memory query failed");
+  return NULL;
+}
+char* mlxc_reset_peak(void) { CALL(mlx_reset_peak_memory()); }
+char* mlxc_clear_cache(void) { CALL(mlx_clear_cache()); }
+char* mlxc_set_cache_limit(size_t* prev, size_t limit) { CALL(mlx_set_cache_limit(prev, limit)); }
+
+char* mlxc_save_safetensors(const char* path, const char** names, const mlx_array* arrs, size_t n, const char** mkeys, const char** mvals, size_t nm) {
+  char* err = NULL;
+  mlx_map_string_to_array m = mlx_map_string_to_array_new();
+  mlx_map_string_to_string md = mlx_map_string_to_string_new();
+  reset();
+  for (size_t i = 0; i < n; i++) TRY(mlx_map_string_to_array_insert(m, names[i], arrs[i]));
+  for (size_t i = 0; i < nm; i++) TRY(mlx_map_string_to_string_insert(md, mkeys[i], mvals[i]));
+  TRY(mlx_save_safetensors(path, m, md));
+done:
+  mlx_map_string_to_array_free(m);
+  mlx_map_string_to_string_free(md);
+  return err;
+}
+
+char* mlxc_load_safetensors(mlxc_st* st, const char* path, mlx_stream s) {
+  reset();
+  st->arrays = mlx_map_string_to_array_new();
+  st->meta = mlx_map_string_to_string_new();
+  if (mlx_load_safetensors(&st->arrays, &st->meta, path, s) != 0) {
+    char* err = take("mlx_load_safetensors failed");
+    mlxc_st_free(st);
+    return err;
+  }
+  return NULL;
+}
+
+char* mlxc_st_arrays(mlxc_st* st, const char** names, mlx_array* arrs, size_t cap, size_t* n) {
+  char* err = NULL;
+  reset();
+  mlx_map_string_to_array_iterator it = mlx_map_string_to_array_iterator_new(st->arrays);
+  size_t i = 0;
+  for (;;) {
+    const char* k = NULL;
+    mlx_array v = mlx_array_new();
+    if (mlx_map_string_to_array_iterator_next(&k, &v, it) != 0) {
+      mlx_array_free(v);
+      break; // end of map
+    }
+    if (i >= cap) {
+      mlx_array_free(v);
+      err = strdup("mlxc: safetensors map larger than expected");
+      break;
+    }
+    names[i] = k;
+    arrs[i] = v;
+    i++;
+  }
+  mlx_map_string_to_array_iterator_free(it);
+  *n = i;
+  return err;
+}
+
+char* mlxc_st_meta(mlxc_st* st, const char** keys, const char** vals, size_t cap, size_t* n) {
+  reset();
+  mlx_map_string_to_string_iterator it = mlx_map_string_to_string_iterator_new(st->meta);
+  size_t i = 0;
+  while (i < cap) {
+    const char* k = NULL;
+    const char* v = NULL;
+    if (mlx_map_string_to_string_iterator_next(&k, &v, it) != 0) break;
+    keys[i] = k;
+    vals[i] = v;
+    i++;
+  }
+  mlx_map_string_to_string_iterator_free(it);
+  *n = i;
+  return NULL;
+}
+
+void mlxc_st_free(mlxc_st* st) {
+  mlx_map_string_to_array_free(st->arrays);
+  mlx_map_string_to_string_free(st->meta);
+  st->arrays.ctx = NULL;
+  st->meta.ctx = NULL;
+}
+
+// ---- Llama block ----
+
+// Temporaries of the block live in one pool freed at the end.
+#define POOL 64
+typedef struct {
+  mlx_array a[POOL];
+  int n;
+} pool;
+
+static mlx_array* fresh(pool* p) {
+  p->a[p->n] = mlx_array_new();
+  return &p->a[p->n++];
+}
+
+static int linear(pool* p, mlx_array* res, mlx_array x, const mlxc_linear* l, mlx_stream s) {
+  if (l->scales.ctx != NULL)
+    return mlx_quantized_matmul(res, x, l->w, l->scales, l->biases, true, opt_int(l->group_size), opt_int(l->bits), "affine", s);
+  mlx_array* wt = fresh(p);
+  if (mlx_transpose(wt, l->w, s) != 0) return 1;
+  return mlx_matmul(res, x, *wt, s);
+}
+
+// heads reshapes [B, L, n*hd] to [B, n, L, hd].
+static int heads(pool* p, mlx_array* res, mlx_array x, int B, int L, int n, int hd, mlx_stream s) {
+  int shape[4] = {B, L, n, hd};
+  int perm[4] = {0, 2, 1, 3};
+  mlx_array* r = fresh(p);
+  if (mlx_reshape(r, x, shape, 4, s) != 0) return 1;
+  return mlx_transpose_axes(res, *r, perm, 4, s);
+}
+
+char* mlxc_llama_block(mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_array x,
+                       const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
+                       mlx_array k_cache, mlx_array v_cache, int offset, int eval, mlx_stream s) {
+  char* err = NULL;
+  pool p;
+  p.n = 0;
+  reset();
+  if (mlx_array_ndim(x) != 3) return strdup("mlxc: block input must be [batch, tokens, hidden]");
+  const int* xs = mlx_array_shape(x);
+  int B = xs[0], L = xs[1], H = xs[2];
+  int nh = cfg->n_heads, nkv = cfg->n_kv_heads, hd = cfg->head_dim;
+  mlx_optional_float base = {cfg->rope_base, cfg->rope_freqs.ctx == NULL};
+
+  mlx_array *h = fresh(&p), *q = fresh(&p), *k = fresh(&p), *v = fresh(&p);
+  TRY(mlx_fast_rms_norm(h, x, w->attn_norm, cfg->eps, s));
+  TRY(linear(&p, q, *h, &w->q, s));
+  TRY(linear(&p, k, *h, &w->k, s));
+  TRY(linear(&p, v, *h, &w->v, s));
+  mlx_array *qh = fresh(&p), *kh = fresh(&p), *vh = fresh(&p), *qr = fresh(&p), *kr = fresh(&p);
+  TRY(heads(&p, qh, *q, B, L, nh, hd, s));
+  TRY(heads(&p, kh, *k, B, L, nkv, hd, s));
+  TRY(heads(&p, vh, *v, B, L, nkv, hd, s));
+  TRY(mlx_fast_rope(qr, *qh, hd, false, base, 1.0f, offset, cfg->rope_freqs, s));
+  TRY(mlx_fast_rope(kr, *kh, hd, false, base, 1.0f, offset, cfg->rope_freqs, s));
+  mlx_array *kall = fresh(&p), *vall = fresh(&p);
+  if (k_cache.ctx != NULL) {
+    mlx_array pk[2] = {k_cache, *kr}, pv[2] = {v_cache, *vh};
+    mlx_vector_array vk = mlx_vector_array_new_data(pk, 2), vv = mlx_vector_array_new_data(pv, 2);
+    int rk = mlx_concatenate_axis(kall, vk, 2, s);
+    int rv = rk ? 1 : mlx_concatenate_axis(vall, vv, 2, s);
+    mlx_vector_array_free(vk);
+    mlx_vector_array_free(vv);
+    TRY(rk || rv);
+  } else {
+    TRY(mlx_array_set(kall, *kr));
+    TRY(mlx_array_set(vall, *vh));
+  }
+  mlx_array none = {NULL};
+  mlx_array *att = fresh(&p), *att2 = fresh(&p), *att3 = fresh(&p), *o = fresh(&p), *x1 = fresh(&p);
+  float scale = 1.0f / sqrtf((float)hd);
+  TRY(mlx_fast_scaled_dot_product_attention(att, *qr, *kall, *vall, scale, L > 1 ? "causal" : "", none, none, s));
+  int perm[4] = {0, 2, 1, 3};
+  int flat[3] = {B, L, nh * hd};
+  TRY(mlx_transpose_axes(att2, *att, perm, 4, s));
+  TRY(mlx_reshape(att3, *att2, flat, 3, s));
+  TRY(linear(&p, o, *att3, &w->o, s));
+  TRY(mlx_add(x1, x, *o, s));
+  mlx_array *h2 = fresh(&p), *g = fresh(&p), *u = fresh(&p), *sg = fresh(&p), *act = fresh(&p), *m = fresh(&p), *d = fresh(&p);
+  TRY(mlx_fast_rms_norm(h2, *x1, w->mlp_norm, cfg->eps, s));
+  TRY(linear(&p, g, *h2, &w->gate, s));
+  TRY(linear(&p, u, *h2, &w->up, s));
+  TRY(mlx_sigmoid(sg, *g, s));
+  TRY(mlx_multiply(act, *g, *sg, s));
+  TRY(mlx_multiply(m, *act, *u, s));
+  TRY(linear(&p, d, *m, &w->down, s));
+  TRY(mlx_add(out, *x1, *d, s));
+  TRY(mlx_array_set(k_out, *kall));
+  TRY(mlx_array_set(v_out, *vall));
+  (void)H;
+  if (eval) {
+    mlx_array res[3] = {*out, *k_out, *v_out};
+    mlx_vector_array vr = mlx_vector_array_new_data(res, 3);
+    int rc = mlx_eval(vr);
+    mlx_vector_array_free(vr);
+    TRY(rc);
+  }
+done:
+  for (int i = 0; i < p.n; i++) mlx_array_free(p.a[i]);
+  return err;
+}
