@@ -30,6 +30,8 @@ Usage:
          [--out results.parquet] [--table sweep.parquet] [--json] [--force]
   simrun --policy list        list the policies and their parameters
   simrun --profile list       list the built-in engine profiles
+  simrun compare A.parquet B.parquet [--detect D] [--json]
+                              is the difference between two results files real?
 
 With no flags it runs traces/default.parquet with policy adaptive on the
 gpu-continuous profile. Every run is compared with the bare engine (policy
@@ -67,6 +69,9 @@ type options struct {
 type usageError struct{ error }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "compare" {
+		return runCompare(args[1:], stdout, stderr)
+	}
 	var o options
 	fs := pflag.NewFlagSet("simrun", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)

@@ -56,11 +56,42 @@ func (c Comparison) WriteTable(w io.Writer) error {
 	if len(c.Rows) > 0 {
 		fmt.Fprintf(&b, "n: A %d, B %d per metric; ~ means the %s CI of B−A includes zero; ? means too few samples to judge\n", c.Rows[0].NA, c.Rows[0].NB, pct(c.Level))
 	}
-	for i, wn := range c.Warnings {
+	for i, wn := range foldWarnings(c.Warnings) {
 		fmt.Fprintf(&b, "note %d: %s\n", i+1, wn)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// foldWarnings joins warnings that say the same of several metrics
+// ("latency_ms: p99 of 50 samples is the maximum") into one note naming
+// them all, so a table of many metrics keeps a short footer.
+func foldWarnings(ws []string) []string {
+	var order []string
+	metrics := map[string][]string{}
+	for _, w := range ws {
+		metric, text, ok := strings.Cut(w, ": ")
+		if !ok || strings.ContainsAny(metric, " ") {
+			metric, text = "", w
+		}
+		if _, seen := metrics[text]; !seen {
+			order = append(order, text)
+		}
+		if metric != "" {
+			metrics[text] = append(metrics[text], metric)
+		} else if metrics[text] == nil {
+			metrics[text] = []string{}
+		}
+	}
+	out := make([]string, 0, len(order))
+	for _, text := range order {
+		if m := metrics[text]; len(m) > 0 {
+			out = append(out, strings.Join(m, ", ")+": "+text)
+		} else {
+			out = append(out, text)
+		}
+	}
+	return out
 }
 
 func firstEffect(rows []Row) string {
