@@ -23,6 +23,11 @@ type adaptive struct {
 	rate    float64       // bias-corrected λ̂ per second, frozen between arrivals
 }
 
+// Ignores implements EventFilter: Step only re-evaluates the queue on
+// EventAccepted. EventRequestDone must still be seen: a decision at it
+// uses the state before the EventBatchDone that follows.
+func (p *adaptive) Ignores() EventMask { return MaskOf(EventAccepted) }
+
 func (p *adaptive) Spec() string { return p.spec }
 func (p *adaptive) Queued() int  { return p.q.len() }
 

@@ -20,6 +20,11 @@ type aimd struct {
 	cap      float64
 }
 
+// Ignores implements EventFilter: Step only re-evaluates the queue on
+// EventAccepted. EventRequestDone must still be seen: a decision at it
+// uses the state before the EventBatchDone that follows.
+func (p *aimd) Ignores() EventMask { return MaskOf(EventAccepted) }
+
 func (p *aimd) Spec() string { return p.spec }
 func (p *aimd) Queued() int  { return p.q.len() }
 

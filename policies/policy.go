@@ -135,6 +135,50 @@ const (
 	EventCapacity
 )
 
+// EventMask is a set of event kinds: bit k stands for EventKind k.
+type EventMask uint16
+
+// MaskOf returns the set of the given kinds.
+func MaskOf(kinds ...EventKind) EventMask {
+	var m EventMask
+	for _, k := range kinds {
+		m |= 1 << k
+	}
+	return m
+}
+
+// Has reports whether k is in the set.
+func (m EventMask) Has(k EventKind) bool { return m&(1<<k) != 0 }
+
+// EventFilter is optionally implemented by a policy whose Step is
+// redundant for some event kinds, so that a driver may save those calls (a
+// simulator makes millions of them). Ignores is read once, when the driver
+// is built, and must not change afterwards.
+//
+// Only EventAccepted and EventRequestDone may be declared, and only by a
+// policy whose Step reads nothing from such an event and whose decision
+// would not change if it came later at the same now: its Step re-evaluates
+// its queue from its state, now and the Engine alone. Such a Step after
+// EventAccepted is a no-op, because the Step that dispatched already
+// reached a fixed point with the capacity that remains; after
+// EventRequestDone it is done instead by the EventBatchDone or
+// EventCapacity that the driver delivers at the same now before doing
+// anything else. A policy that changes state on EventBatchDone (a service
+// model, a batch-end anchor) or drops requests at arbitrary Steps must
+// not declare EventRequestDone: skipping it would move a decision past
+// the EventBatchDone, or reorder the drops among the finished requests.
+//
+// A driver that skips an ignored event must still, before acting on the
+// engine again at that now, Step the policy with EventCapacity whenever
+// the Engine differs from the one the policy last saw (as if it had seen
+// the Engine after every skipped EventAccepted), and must not skip while
+// the policy's wake-up is due. Every driver of a policy must skip the
+// same events (sim and replay share sim.Server, which does this), so that
+// a policy decides the same way in both.
+type EventFilter interface {
+	Ignores() EventMask
+}
+
 // Event is one input to a policy.
 type Event struct {
 	Kind      EventKind

@@ -11,6 +11,10 @@ type none struct {
 	q    ring[Request]
 }
 
+// Ignores implements EventFilter: Step only re-evaluates the queue on
+// EventAccepted and EventRequestDone.
+func (p *none) Ignores() EventMask { return MaskOf(EventAccepted, EventRequestDone) }
+
 func (p *none) Spec() string { return p.spec }
 func (p *none) Queued() int  { return p.q.len() }
 
@@ -53,6 +57,17 @@ type windowed struct {
 	start   time.Duration // first, collector: when the current window began
 	cycling bool          // collector: waiting in a window, not for the engine
 	lastEnd time.Duration // batchend: when the last batch finished
+}
+
+// Ignores implements EventFilter: Step only re-evaluates the queue on
+// EventAccepted and EventRequestDone. With anchor=batchend the window
+// hangs on EventBatchDone, so EventRequestDone, which comes before it,
+// must still be seen.
+func (p *windowed) Ignores() EventMask {
+	if p.anchor == anchorBatchEnd {
+		return MaskOf(EventAccepted)
+	}
+	return MaskOf(EventAccepted, EventRequestDone)
 }
 
 func (p *windowed) Spec() string { return p.spec }

@@ -70,6 +70,14 @@ func BenchmarkStatic(b *testing.B) {
 	benchRun(b, p, "fixed:window=2ms,max_batch=16", 30, 200, 50)
 }
 
+// BenchmarkStatic offers 30 req/s to an engine that serves about 26.7
+// (batches of 16 take ~600 ms), so its queue and latencies grow without
+// bound; this one offers 20 req/s (75% load).
+func BenchmarkStaticStable(b *testing.B) {
+	p, _ := BuiltinProfile("gpu-static")
+	benchRun(b, p, "fixed:window=2ms,max_batch=16", 20, 200, 50)
+}
+
 func BenchmarkContinuous(b *testing.B) {
 	p, _ := BuiltinProfile("gpu-continuous")
 	benchRun(b, p, "none", 40, 200, 50)

@@ -33,7 +33,9 @@ type PlanTiming struct {
 // by one lognormal factor whose CV is jitter_cv/√Steps: the CV of a sum of
 // Steps independent jittered steps (Fenton–Wilkinson), so that coalescing
 // steps keeps the spread of service times.
-func (m *CostModel) Time(p StepPlan) PlanTiming {
+func (m *CostModel) Time(p StepPlan) PlanTiming { return m.time(&p) }
+
+func (m *CostModel) time(p *StepPlan) PlanTiming {
 	c := m.c
 	dd := float64(p.Decode + p.Prefill)
 	t := PlanTiming{

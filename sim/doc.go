@@ -29,6 +29,11 @@
 //     one-step plan (MultiStep false) on a real engine using
 //     StepPlan.Admitted/Retired, and calls StepDone with the measured end.
 //
+// The policy hears every event through Server, except those it declares
+// ignored (policies.EventFilter): Server skips them by the rule that
+// interface documents, so the simulator and replay skip the same ones and
+// a policy decides alike under both.
+//
 // Per-request records are Result (the Parquet schema shared with replay,
 // written by ResultWriter, read by OpenResults/ReadResults); Collector
 // turns a stream of them into a Summary with exact quantiles at 1 µs

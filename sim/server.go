@@ -128,6 +128,9 @@ type Server struct {
 	accq []int // sizes of accepted batches not yet told
 	told policies.Engine
 	err  error
+	// skipAcc and skipDone: the policy declared EventAccepted and
+	// EventRequestDone ignored (policies.EventFilter).
+	skipAcc, skipDone bool
 
 	// Counters for reports.
 	Events int64
@@ -142,6 +145,10 @@ func NewServer(cfg ServerConfig, pol policies.Policy) (*Server, error) {
 		prof: cfg.Profile, multi: cfg.MultiStep, done: cfg.Done, pol: pol,
 		overhead: int64(cfg.Profile.RequestOverhead()), wake: policies.NoWake,
 		maxBatch: cfg.Profile.MaxBatch,
+	}
+	if f, ok := pol.(policies.EventFilter); ok {
+		m := f.Ignores()
+		s.skipAcc, s.skipDone = m.Has(policies.EventAccepted), m.Has(policies.EventRequestDone)
 	}
 	if s.done == nil {
 		s.done = func(*Result, int32, int64) {}
@@ -177,11 +184,13 @@ func (s *Server) Arrive(now time.Duration, r Request) {
 	seq := s.nextSeq
 	s.nextSeq++
 	st := s.reqs.add(seq)
-	*st = reqState{live: true, client: r.Client, prio: r.Priority, deadline: r.Deadline, prompt: int64(r.InputTokens)}
-	st.res = Result{
-		RequestID: r.ID, ArrivalNS: int64(now), EnqueueNS: int64(now) + s.overhead,
-		DispatchNS: -1, EngineStartNS: -1, FirstTokenNS: -1, FinishNS: -1, BatchID: -1,
-		InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, OverheadNS: s.overhead,
+	*st = reqState{
+		live: true, client: r.Client, prio: r.Priority, deadline: r.Deadline, prompt: int64(r.InputTokens),
+		res: Result{
+			RequestID: r.ID, ArrivalNS: int64(now), EnqueueNS: int64(now) + s.overhead,
+			DispatchNS: -1, EngineStartNS: -1, FirstTokenNS: -1, FinishNS: -1, BatchID: -1,
+			InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, OverheadNS: s.overhead,
+		},
 	}
 	if s.overhead == 0 && s.ovq.len() == 0 {
 		s.enqueue(now, seq, st)
@@ -262,6 +271,12 @@ func (s *Server) capChanged(now int64) {
 func (s *Server) feed(now time.Duration, ev policies.Event) {
 	s.step(now, &ev)
 	for i := 0; i < len(s.accq); i++ {
+		if s.skipAcc && s.wake > now {
+			// The policy has seen this engine as far as its decisions go
+			// (policies.EventFilter).
+			s.told = s.engine()
+			continue
+		}
 		s.step(now, &policies.Event{Kind: policies.EventAccepted, BatchSize: s.accq[i]})
 	}
 	s.accq = s.accq[:0]
@@ -342,6 +357,15 @@ func (s *Server) accept(now time.Duration, b policies.Batch) {
 // the plan to run; ok is false when the engine has nothing to do. It
 // panics if a plan is in flight.
 func (s *Server) NextStep(now time.Duration) (StepPlan, bool) {
+	if p := s.nextStep(now); p != nil {
+		return *p, true
+	}
+	return StepPlan{}, false
+}
+
+// nextStep is NextStep without copying the plan: the simulator's loop
+// runs it once per plan. The plan is valid until the next call.
+func (s *Server) nextStep(now time.Duration) *StepPlan {
 	if s.inFlight {
 		panic("sim: NextStep with a plan in flight")
 	}
@@ -370,7 +394,7 @@ func (s *Server) NextStep(now time.Duration) (StepPlan, bool) {
 		}
 	}
 	if s.running == 0 {
-		return StepPlan{}, false
+		return nil
 	}
 	steps := 1
 	// A request left waiting with room in the running set (the token
@@ -387,7 +411,7 @@ func (s *Server) NextStep(now time.Duration) (StepPlan, bool) {
 	s.inFlight = true
 	s.planAt = int64(now)
 	s.capChanged(int64(now))
-	return s.plan, true
+	return &s.plan
 }
 
 func (s *Server) admit(now time.Duration, seq int64) int64 {
@@ -442,9 +466,15 @@ func (s *Server) leave(now time.Duration) {
 			bs.live = false
 			s.batches.free(st.res.BatchID)
 		}
-		pr := s.policyRequest(seq, st)
-		s.retire(seq, st)
-		s.feed(now, policies.Event{Kind: policies.EventRequestDone, Request: pr, Latency: lat})
+		if s.skipDone && s.wake > now {
+			// The EventBatchDone below or the EventCapacity after the loop
+			// steps the policy at this now instead (policies.EventFilter).
+			s.retire(seq, st)
+		} else {
+			pr := s.policyRequest(seq, st)
+			s.retire(seq, st)
+			s.feed(now, policies.Event{Kind: policies.EventRequestDone, Request: pr, Latency: lat})
+		}
 		if batchDone {
 			s.feed(now, policies.Event{Kind: policies.EventBatchDone, BatchSize: size, Service: svc})
 		}

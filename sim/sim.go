@@ -239,8 +239,8 @@ func Run(cfg Config, src Source) (Summary, Stats, error) {
 			return Summary{}, st, werr
 		}
 		if !srv.InFlight() {
-			if plan, ok := srv.NextStep(time.Duration(now)); ok {
-				timing = cost.Time(plan)
+			if plan := srv.nextStep(time.Duration(now)); plan != nil {
+				timing = cost.time(plan)
 				planStart, planSteps = now, plan.Steps
 				stepEnd = now + timing.Boundary(plan.Steps)
 				st.Plans++

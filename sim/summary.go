@@ -215,15 +215,32 @@ type samples struct {
 	neg          int64  // sum of negative values (never expected)
 	max          int64
 	us           []uint32
-	counts       []uint32
-	over         []uint32
-	clamped      int64
-	sorted       bool
+	// counts[v>>chunkBits][v&chunkMask] counts the value v µs once the
+	// metric is dense; a chunk is allocated when a value first falls in it,
+	// so nothing is copied as the range grows and memory follows the
+	// range of values seen.
+	counts  [][]uint32
+	chunks  int // chunks allocated
+	dense   bool
+	over    []uint32
+	clamped int64
+	sorted  bool
+	// pend holds dense values not yet counted. Counting them in batches
+	// grouped by chunk (flush) keeps the increments within cache instead
+	// of one miss per value across a table of many MiB.
+	pend, scratch []uint32
 }
 
 const (
 	denseAfter = 1 << 16
 	denseMaxUS = 1 << 23
+	chunkBits  = 16
+	chunkMask  = 1<<chunkBits - 1
+	nChunks    = denseMaxUS >> chunkBits
+	pendLen    = 1 << 16
+	// directChunks: while no more chunks than this are in use (256 KiB),
+	// values are counted at once.
+	directChunks = 1
 )
 
 func (m *samples) add(ns int64) {
@@ -248,72 +265,139 @@ func (m *samples) add(ns int64) {
 	}
 	v := uint32(u)
 	m.sorted = false
-	if m.counts == nil {
+	if !m.dense {
 		m.us = append(m.us, v)
 		if len(m.us) >= denseAfter {
 			m.toDense()
 		}
 		return
 	}
-	if v < denseMaxUS {
-		if int(v) >= len(m.counts) {
-			// Doubling keeps growth amortised O(1) per value.
-			nc := make([]uint32, min(max(int(v)+1, 2*len(m.counts)), denseMaxUS))
-			copy(nc, m.counts)
-			m.counts = nc
-		}
-		m.counts[v]++
-	} else {
+	if v >= denseMaxUS {
 		m.over = append(m.over, v)
+		return
+	}
+	if c := m.counts[v>>chunkBits]; c != nil && m.chunks <= directChunks {
+		c[v&chunkMask]++ // a few chunks stay in cache
+		return
+	}
+	m.pend = append(m.pend, v)
+	if len(m.pend) == pendLen {
+		m.flush()
 	}
 }
 
-func (m *samples) toDense() {
-	mx := uint32(0)
-	for _, v := range m.us {
-		if v < denseMaxUS {
-			mx = max(mx, v)
-		}
+// flush counts the pending values: one counting-sort pass by chunk, then
+// the increments chunk by chunk.
+func (m *samples) flush() {
+	if len(m.pend) == 0 {
+		return
 	}
-	m.counts = make([]uint32, int(mx)+1)
+	var start [nChunks + 1]int32
+	for _, v := range m.pend {
+		start[v>>chunkBits+1]++
+	}
+	for i := 0; i < nChunks; i++ {
+		if start[i+1] > 0 && m.counts[i] == nil {
+			m.counts[i] = make([]uint32, 1<<chunkBits)
+			m.chunks++
+		}
+		start[i+1] += start[i]
+	}
+	if len(m.scratch) < len(m.pend) {
+		m.scratch = make([]uint32, max(pendLen, len(m.pend)))
+	}
+	out := m.scratch[:len(m.pend)]
+	for _, v := range m.pend {
+		r := v >> chunkBits
+		out[start[r]] = v
+		start[r]++
+	}
+	for _, v := range out {
+		m.counts[v>>chunkBits][v&chunkMask]++
+	}
+	m.pend = m.pend[:0]
+}
+
+func (m *samples) toDense() {
+	m.dense = true
+	m.counts = make([][]uint32, nChunks)
+	m.pend = make([]uint32, 0, pendLen)
 	for _, v := range m.us {
 		if v < denseMaxUS {
-			m.counts[v]++
+			m.pend = append(m.pend, v)
 		} else {
 			m.over = append(m.over, v)
 		}
 	}
 	m.us = nil
+	m.flush()
 }
 
 // ranks fills out[i] with the value (µs) of 0-based rank ks[i]; ks is
 // ascending, so dense counts are walked once.
 func (m *samples) ranks(ks []int64, out []uint32) {
+	m.flush()
 	if !m.sorted {
 		slices.Sort(m.us)
-		slices.Sort(m.over)
+		radixSort(m.over)
 		m.sorted = true
 	}
-	if m.counts == nil {
+	if !m.dense {
 		for i, k := range ks {
 			out[i] = m.us[k]
 		}
 		return
 	}
 	i := 0
-	var below int64 // values in counts[:v]
-	for v, c := range m.counts {
-		for i < len(ks) && ks[i] < below+int64(c) {
-			out[i] = uint32(v)
-			i++
+	var below int64 // values below the current one
+	for ci, chunk := range m.counts {
+		if chunk == nil {
+			continue
 		}
-		below += int64(c)
-		if i == len(ks) {
-			return
+		for j, c := range chunk {
+			for i < len(ks) && ks[i] < below+int64(c) {
+				out[i] = uint32(ci<<chunkBits + j)
+				i++
+			}
+			below += int64(c)
+			if i == len(ks) {
+				return
+			}
 		}
 	}
 	for ; i < len(ks); i++ {
 		out[i] = m.over[ks[i]-below]
+	}
+}
+
+// radixSort sorts a in place, least significant byte first: an overloaded
+// run can leave millions of values above denseMaxUS.
+func radixSort(a []uint32) {
+	if len(a) < 256 {
+		slices.Sort(a)
+		return
+	}
+	orig, b := a, make([]uint32, len(a))
+	for shift := 0; shift < 32; shift += 8 {
+		var pos [257]int
+		for _, v := range a {
+			pos[(v>>shift)&0xff+1]++
+		}
+		if pos[(a[0]>>shift)&0xff+1] == len(a) {
+			continue // every value has the same byte here
+		}
+		for i := 1; i < len(pos); i++ {
+			pos[i] += pos[i-1]
+		}
+		for _, v := range a {
+			d := (v >> shift) & 0xff
+			b[pos[d]] = v
+			pos[d]++
+		}
+		a, b = b, a
+	}
+	if &a[0] != &orig[0] {
+		copy(orig, a) // an odd number of passes left them in the scratch
 	}
 }
 
