@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/batchkit/batchkit/sim"
+)
+
+const seedTrace = "../../traces/seed-50q.parquet"
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"calibrate", "--help"}} {
+		code, out, _ := runCmd(t, args...)
+		assert.Equal(t, 0, code, args)
+		assert.Contains(t, out, "Examples:", args)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	exists := filepath.Join(dir, "exists.parquet")
+	require.NoError(t, os.WriteFile(exists, []byte("keep me"), 0o644))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus"}, "unknown flag: --bogus"},
+		{[]string{"--policy", "fixd"}, "unknown policy"},
+		{[]string{"--model", "nosuch", "--max-requests", "5"}, "unknown model preset"},
+		{[]string{"--engine", "warp", "--model", "tiny"}, "warp"},
+		{[]string{"--trace", filepath.Join(dir, "none.parquet"), "--model", "tiny"}, "none.parquet"},
+		{[]string{"--trace", seedTrace, "--model", "tiny", "--clients", "1", "--max-requests", "3", "--out", exists, "--quiet"}, "already exists"},
+	} {
+		code, _, errs := runCmd(t, tc.args...)
+		assert.Equal(t, 2, code, tc.args)
+		assert.Contains(t, errs, tc.want, tc.args)
+		assert.Equal(t, 1, strings.Count(errs, "\n"), "one-line error: %q", errs)
+	}
+	got, err := os.ReadFile(exists)
+	require.NoError(t, err)
+	assert.Equal(t, "keep me", string(got), "an existing output must survive")
+}
+
+// TestReplayTinyEngine runs the real cpu engine on the seed workload and
+// checks that the results file holds every request with the simulator's
+// schema, and that the JSON summary has simrun's keys.
+func TestReplayTinyEngine(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "r.parquet")
+	code, stdout, errs := runCmd(t, "--trace", seedTrace, "--model", "tiny", "--clients", "1",
+		"--policy", "fixed:window=1ms", "--mode", "sequential", "--max-batch", "4",
+		"--max-requests", "10", "--out", out, "--json", "--quiet", "--no-bare")
+	require.Equal(t, 0, code, errs)
+	var rep map[string]any
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep), stdout)
+	for _, k := range []string{"policy", "requests", "ttft_ms", "latency_ms", "window_wait_ms", "throughput_tok_s"} {
+		assert.Contains(t, stdoutKeys(rep), k)
+	}
+	res, meta, err := sim.ReadResults(out)
+	require.NoError(t, err)
+	assert.Len(t, res, 10)
+	assert.Equal(t, "replay", meta[sim.MetaSource])
+	for _, r := range res {
+		assert.Equal(t, sim.StatusOK, r.Status)
+		// One closed-loop client: each request waits the whole window.
+		assert.GreaterOrEqual(t, r.WindowWaitNS, int64(1_000_000))
+	}
+}
+
+// stdoutKeys flattens the report's top level and one level below, since
+// the summary may be nested under a key.
+func stdoutKeys(m map[string]any) []string {
+	var keys []string
+	for k, v := range m {
+		keys = append(keys, k)
+		if sub, ok := v.(map[string]any); ok {
+			for k2 := range sub {
+				keys = append(keys, k2)
+			}
+		}
+	}
+	return keys
+}
