@@ -1,0 +1,65 @@
+package series
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/batchkit/batchkit/plots"
+	"github.com/batchkit/batchkit/sim"
+)
+
+// Two requests batched together, one rejected: times in ms.
+func results() []sim.Result {
+	ms := int64(1e6)
+	return []sim.Result{
+		{RequestID: 1, ArrivalNS: 0, EnqueueNS: 0, DispatchNS: 2 * ms, EngineStartNS: 2 * ms, FirstTokenNS: 5 * ms, FinishNS: 9 * ms,
+			OutputTokens: 3, BatchID: 7, BatchSize: 2, WindowWaitNS: 2 * ms, Status: sim.StatusOK},
+		{RequestID: 2, ArrivalNS: 1 * ms, EnqueueNS: 1 * ms, DispatchNS: 2 * ms, EngineStartNS: 2 * ms, FirstTokenNS: 5 * ms, FinishNS: 7 * ms,
+			OutputTokens: 1, BatchID: 7, BatchSize: 2, WindowWaitNS: 1 * ms, Status: sim.StatusOK},
+		{RequestID: 3, ArrivalNS: 1 * ms, EnqueueNS: 1 * ms, DispatchNS: -1, EngineStartNS: -1, FirstTokenNS: -1, FinishNS: -1,
+			BatchID: -1, Status: sim.StatusRejected},
+	}
+}
+
+func TestMetric(t *testing.T) {
+	for metric, want := range map[string][]float64{
+		"window_wait": {2, 1}, "ttft": {5, 4}, "latency": {9, 6}, "tpot": {2}, "engine_queue": {0, 0},
+	} {
+		got, err := Metric(results(), metric)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, metric)
+	}
+	_, err := Metric(results(), "speed")
+	assert.ErrorContains(t, err, `unknown metric "speed"`)
+}
+
+func TestBatchSizesAndTimeline(t *testing.T) {
+	assert.Equal(t, []float64{2}, BatchSizes(results()))
+	ts := Timeline("g", plots.Measured, results())
+	// Queue: 1 at 0 ms, 2 at 1 ms, 0 at 2 ms (both dispatched); running: 2
+	// from 2 ms, 1 after 7 ms, 0 after 9 ms.
+	assert.Equal(t, []float64{0, 0.001, 0.002, 0.007, 0.009}, ts.Queue.T)
+	assert.Equal(t, []float64{1, 2, 0, 0, 0}, ts.Queue.V)
+	assert.Equal(t, []float64{0, 0, 2, 1, 0}, ts.Running.V)
+	assert.Equal(t, []float64{0.002}, ts.Batches.T)
+	assert.Equal(t, []float64{2}, ts.Batches.V)
+}
+
+func TestSweepGroupsBySpecWithoutSweptKey(t *testing.T) {
+	rows := []sim.TableRow{
+		{Policy: "fixed:window=1ms,anchor=first", Param: "window", Value: 1, WindowWaitMean: 0.5, WindowWaitP95: 0.9, OverheadPct: 1},
+		{Policy: "fixed:window=2ms,anchor=first", Param: "window", Value: 2, WindowWaitMean: 1, WindowWaitP95: 1.9, OverheadPct: 2},
+	}
+	s, param, err := Sweep(rows, "window_wait", plots.Predicted, "")
+	require.NoError(t, err)
+	assert.Equal(t, "window", param)
+	require.Len(t, s, 1)
+	assert.Equal(t, "fixed:anchor=first", s[0].Group)
+	assert.Equal(t, []float64{1, 2}, s[0].X)
+	assert.Equal(t, []float64{0.5, 1}, s[0].Mean.Y)
+	assert.Equal(t, []float64{1, 2}, s[0].Overhead.Y)
+	_, _, err = Sweep(rows, "tpot", plots.Predicted, "")
+	assert.Error(t, err)
+}
