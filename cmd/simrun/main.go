@@ -292,7 +292,40 @@ func simrun(o options, stdout io.Writer) error {
 		_, err = fmt.Fprintf(stdout, "%s\n", b)
 		return err
 	}
+	if len(o.sweeps) > 0 {
+		return printSweep(stdout, out)
+	}
 	return printTable(stdout, out)
+}
+
+// printSweep prints one line per run, so a sweep of many values reads as
+// a curve; --json or --table give every statistic.
+func printSweep(w io.Writer, sums []sim.Summary) error {
+	s0 := sums[0]
+	fmt.Fprintf(w, "trace %s  profile %s  seed %d  (ms; overhead vs bare engine)\n", s0.Trace, s0.Profile, s0.Seed)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\twait mean\twait p95\tttft mean\tttft p95\tlatency mean\tlatency p95\tbatch mean\toverhead\t")
+	for _, s := range sums {
+		ov := "n/a"
+		if s.OverheadPct != nil {
+			ov = fmt.Sprintf("%+.2f%%", *s.OverheadPct)
+		}
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.2f\t%s\t\n", s.Policy,
+			s.WindowWaitMS.Mean, s.WindowWaitMS.P95, s.TTFTMS.Mean, s.TTFTMS.P95, s.LatencyMS.Mean, s.LatencyMS.P95, s.BatchSize.Mean, ov)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, s := range sums {
+		for _, warn := range s.Warnings {
+			if !seen[warn] {
+				seen[warn] = true
+				fmt.Fprintf(w, "warning: %s\n", warn)
+			}
+		}
+	}
+	return nil
 }
 
 func parseTrim(warmup, cooldown string) (sim.Trim, error) {

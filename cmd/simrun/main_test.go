@@ -136,3 +136,16 @@ func TestUsageErrors(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(errs, "\n"), "one-line error: %q", errs)
 	}
 }
+
+func TestSweepPrintsOneLinePerRun(t *testing.T) {
+	code, out, errs := runCmd(t, "--trace", seedTrace, "--profile", "seed-llama3.2-3b", "--clients", "1",
+		"--sweep", "fixed:window=0ms..2ms/1ms,anchor=collector")
+	require.Equal(t, 0, code, errs)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.GreaterOrEqual(t, len(lines), 5, out)
+	assert.Contains(t, lines[1], "wait mean")
+	// One closed-loop client waits the whole collector window.
+	for i, w := range []string{"0.000", "1.000", "2.000"} {
+		assert.Equal(t, w, strings.Fields(lines[2+i])[1], lines[2+i])
+	}
+}
