@@ -95,3 +95,37 @@ func stdoutKeys(m map[string]any) []string {
 	}
 	return keys
 }
+
+// TestPredictedMatchesMeasured is the one real-time check of the whole
+// loop: calibrate the tiny cpu engine on the spot, replay the seed
+// workload, simulate it with the fitted profile, and hold the two
+// against each other. The tolerances are wide because a shared 2-core
+// machine is noisy (a quiet machine gives a few per cent; see
+// docs/plots/README.md); the window wait is a policy decision and must
+// match closely regardless.
+func TestPredictedMatchesMeasured(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real-time test; skipped with -short")
+	}
+	code, stdout, errs := runCmd(t, "--trace", seedTrace, "--model", "tiny", "--clients", "1",
+		"--policy", "fixed:window=1ms", "--mode", "sequential", "--max-batch", "4",
+		"--calibrate", "--grid", "small", "--predict", "--json", "--quiet", "--no-bare")
+	require.Equal(t, 0, code, errs)
+	var rep struct {
+		Errors []struct {
+			Metric string  `json:"metric"`
+			RelErr float64 `json:"rel_err"`
+			AbsErr float64 `json:"abs_err"`
+		} `json:"prediction_errors"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep), stdout)
+	require.Len(t, rep.Errors, 6)
+	for _, e := range rep.Errors {
+		switch e.Metric {
+		case "window_wait_ms.mean":
+			assert.InDelta(t, 0, e.AbsErr, 0.5, "window wait is off by %.3f ms", e.AbsErr)
+		case "latency_ms.mean", "ttft_ms.mean":
+			assert.InDelta(t, 0, e.RelErr, 0.6, "%s off by %.0f %%", e.Metric, 100*e.RelErr)
+		}
+	}
+}
