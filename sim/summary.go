@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"strconv"
+	"time"
 )
 
 // Dist summarises one metric: mean and exact quantiles (see samples for
@@ -518,4 +520,30 @@ func (h *resultHeap) pop() heldResult {
 		i = c
 	}
 	return x
+}
+
+// ParseTrim reads the command-line forms of warm-up and cool-down
+// trimming: a request count ("100") or a duration ("30s"); "" is none.
+func ParseTrim(warmup, cooldown string) (Trim, error) {
+	var t Trim
+	var err error
+	if t.WarmupN, t.WarmupNS, err = countOrDuration("--warmup", warmup); err != nil {
+		return t, err
+	}
+	t.CooldownN, t.CooldownNS, err = countOrDuration("--cooldown", cooldown)
+	return t, err
+}
+
+func countOrDuration(flag, s string) (int64, int64, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return n, 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, 0, fmt.Errorf("%s %q: want a request count or a duration such as 30s", flag, s)
+	}
+	return 0, int64(d), nil
 }

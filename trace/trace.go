@@ -35,6 +35,8 @@ package trace
 import (
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -177,4 +179,30 @@ func parseMetadata(kv map[string]string) (Metadata, error) {
 		m.Extra[k] = v
 	}
 	return m, nil
+}
+
+// FindShipped looks for rel (a path such as "traces/default.parquet") in
+// the current directory and its parents, so that commands find the
+// repository's shipped traces from any folder inside it. It returns the
+// path relative to the current directory when it can, and rel itself when
+// nothing is found (the caller's open then names it in its error).
+func FindShipped(rel string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return rel
+	}
+	for dir := wd; ; {
+		p := filepath.Join(dir, rel)
+		if _, err := os.Stat(p); err == nil {
+			if r, err := filepath.Rel(wd, p); err == nil {
+				return r
+			}
+			return p
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return rel
+		}
+		dir = up
+	}
 }

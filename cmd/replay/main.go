@@ -13,17 +13,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
-	"github.com/batchkit/batchkit/policies"
 	"github.com/batchkit/batchkit/realengine"
 	"github.com/batchkit/batchkit/replay"
 	"github.com/batchkit/batchkit/sim"
-	"github.com/batchkit/batchkit/trace"
 	"github.com/spf13/pflag"
 )
 
@@ -280,41 +276,3 @@ func writeFile(path string, data []byte, force bool) error {
 }
 
 func stem(p string) string { return strings.TrimSuffix(p, filepath.Ext(p)) }
-
-func countOrDuration(flag, s string) (int64, int64, error) {
-	if s == "" {
-		return 0, 0, nil
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-		return n, 0, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, 0, fmt.Errorf("%s %q: want a request count or a duration such as 30s", flag, s)
-	}
-	return 0, int64(d), nil
-}
-
-// findDefaultTrace looks for the shipped trace in the current directory
-// and its parents.
-func findDefaultTrace() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return defaultTrace
-	}
-	for {
-		p := filepath.Join(dir, defaultTrace)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return defaultTrace
-		}
-		dir = up
-	}
-}
-
-var _ = trace.Open
-var _ = policies.Parse
-var _ = tabwriter.NewWriter

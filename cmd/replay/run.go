@@ -144,11 +144,8 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return usageError{err}
 		}
 	}
-	var trim sim.Trim
-	if trim.WarmupN, trim.WarmupNS, err = countOrDuration("--warmup", o.warmup); err != nil {
-		return usageError{err}
-	}
-	if trim.CooldownN, trim.CooldownNS, err = countOrDuration("--cooldown", o.cooldown); err != nil {
+	trim, err := sim.ParseTrim(o.warmup, o.cooldown)
+	if err != nil {
 		return usageError{err}
 	}
 	// The serving model: the profile's, with flags given explicitly on top.
@@ -179,7 +176,7 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	tracePath := o.tracePath
 	if tracePath == "" {
-		tracePath = findDefaultTrace()
+		tracePath = trace.FindShipped(defaultTrace)
 	}
 	all, _, err := trace.ReadAll(tracePath)
 	if err != nil {

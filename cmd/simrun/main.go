@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -173,13 +172,13 @@ func simrun(o options, stdout io.Writer) error {
 	if o.clients > 0 && o.speedup != 1 {
 		return usageError{fmt.Errorf("--speedup applies to open loop only; drop it or --clients")}
 	}
-	trim, err := parseTrim(o.warmup, o.cooldown)
+	trim, err := sim.ParseTrim(o.warmup, o.cooldown)
 	if err != nil {
 		return usageError{err}
 	}
 	tracePath := o.trace
 	if tracePath == "" {
-		tracePath = findDefaultTrace()
+		tracePath = trace.FindShipped(defaultTrace)
 	}
 	// Open once up front for a clear error and the row count.
 	tr, err := trace.Open(tracePath)
@@ -326,60 +325,6 @@ func printSweep(w io.Writer, sums []sim.Summary) error {
 		}
 	}
 	return nil
-}
-
-func parseTrim(warmup, cooldown string) (sim.Trim, error) {
-	var t sim.Trim
-	var err error
-	if t.WarmupN, t.WarmupNS, err = countOrDuration("--warmup", warmup); err != nil {
-		return t, err
-	}
-	t.CooldownN, t.CooldownNS, err = countOrDuration("--cooldown", cooldown)
-	return t, err
-}
-
-// countOrDuration parses "N" requests or a duration such as "30s".
-func countOrDuration(flag, s string) (int64, int64, error) {
-	if s == "" {
-		return 0, 0, nil
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-		return n, 0, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, 0, fmt.Errorf("%s %q: want a request count or a duration such as 30s", flag, s)
-	}
-	return 0, int64(d), nil
-}
-
-// findDefaultTrace looks for the shipped trace in the current directory
-// and its parents, so `go run ./cmd/simrun` works from anywhere in the
-// repository.
-func findDefaultTrace() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return defaultTrace
-	}
-	for {
-		p := filepath.Join(dir, defaultTrace)
-		if _, err := os.Stat(p); err == nil {
-			if rel, err := filepath.Rel(mustWd(), p); err == nil {
-				return rel
-			}
-			return p
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return defaultTrace
-		}
-		dir = up
-	}
-}
-
-func mustWd() string {
-	wd, _ := os.Getwd()
-	return wd
 }
 
 func printTable(w io.Writer, sums []sim.Summary) error {
