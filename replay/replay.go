@@ -186,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 
 	closed := cfg.Clients > 0
-	var sends clientHeap
+	var sends sim.ClientQueue
 	failMsg := map[int64]string{}
 	running := map[int64]int64{} // trace id -> arrival ns, for timeouts
 	arrivedAt := map[int64]int64{}
@@ -211,7 +211,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			cfg.Progress.InFlight.Add(-1)
 		}
 		if closed {
-			sends.push(clientSend{t: r.FinishNS + int64(cfg.Think), client: client})
+			sends.Push(sim.ClientSend{T: r.FinishNS + int64(cfg.Think), Client: client})
 		}
 	}
 	srv, err := sim.NewServer(srvCfg, cfg.Policy)
@@ -247,7 +247,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	next := 0 // index of the next request to send
 	if closed {
 		for c := 0; c < cfg.Clients; c++ {
-			sends.push(clientSend{t: 0, client: int32(c)})
+			sends.Push(sim.ClientSend{T: 0, Client: int32(c)})
 		}
 	}
 	stopSends := false
@@ -340,8 +340,8 @@ loop:
 		tA := inf
 		if !stopSends && next < len(reqs) {
 			if closed {
-				if sends.len() > 0 {
-					tA = sends.min().t
+				if sends.Len() > 0 {
+					tA = sends.Min().T
 				}
 			} else {
 				tA = scale(reqs[next].ArrivalNS)
@@ -362,10 +362,10 @@ loop:
 		}
 		if tA != inf && now >= tA {
 			if closed {
-				c := sends.pop()
+				c := sends.Pop()
 				q := &reqs[next]
 				next++
-				arrive(now, q, c.client)
+				arrive(now, q, c.Client)
 			} else {
 				send.add(now - tA)
 				q := &reqs[next]

@@ -67,11 +67,6 @@ type Stats struct {
 	Steps  int64
 }
 
-type clientSend struct {
-	t      int64
-	client int32
-}
-
 // Run simulates the serving model on a virtual clock: the thin driver
 // around Server that replay mirrors on the wall clock.
 func Run(cfg Config, src Source) (Summary, Stats, error) {
@@ -92,7 +87,7 @@ func Run(cfg Config, src Source) (Summary, Stats, error) {
 	}
 	closed := cfg.Clients > 0
 	cool := cfg.Trim.CooldownNS > 0 && !cfg.SkipSummary
-	var sends clientHeap
+	var sends ClientQueue
 	var werr error
 	srvCfg := ServerConfig{Profile: cfg.Profile, MultiStep: true}
 	srvCfg.Done = func(r *Result, client int32, seq int64) {
@@ -104,7 +99,7 @@ func Run(cfg Config, src Source) (Summary, Stats, error) {
 			werr = cfg.Results(r)
 		}
 		if closed {
-			sends.push(clientSend{t: r.FinishNS + int64(cfg.Think), client: client})
+			sends.Push(ClientSend{T: r.FinishNS + int64(cfg.Think), Client: client})
 		}
 	}
 	srv, err := NewServer(srvCfg, cfg.Policy)
@@ -159,7 +154,7 @@ func Run(cfg Config, src Source) (Summary, Stats, error) {
 	var pendingAt int64
 	if closed {
 		for c := 0; c < cfg.Clients; c++ {
-			sends.push(clientSend{t: 0, client: int32(c)})
+			sends.Push(ClientSend{T: 0, Client: int32(c)})
 		}
 	} else {
 		if pending, err = next(); err != nil {
@@ -177,8 +172,8 @@ func Run(cfg Config, src Source) (Summary, Stats, error) {
 		tA := inf
 		if closed {
 			if !eof || bi < bn {
-				if sends.len() > 0 {
-					tA = sends.min().t
+				if sends.Len() > 0 {
+					tA = sends.Min().T
 				}
 			}
 		} else if pending != nil {
@@ -199,7 +194,7 @@ func Run(cfg Config, src Source) (Summary, Stats, error) {
 			srv.StepDone(time.Duration(now), time.Duration(planStart+timing.Boundary(1)))
 			st.Steps += int64(planSteps)
 		case tA == now && closed:
-			c := sends.pop()
+			c := sends.Pop()
 			q, err := next()
 			if err != nil {
 				return Summary{}, st, err
@@ -213,7 +208,7 @@ func Run(cfg Config, src Source) (Summary, Stats, error) {
 			if cool {
 				col.Arrived(now)
 			}
-			srv.Arrive(time.Duration(now), toReq(q, now, c.client))
+			srv.Arrive(time.Duration(now), toReq(q, now, c.Client))
 		case tA == now:
 			if row == 1 {
 				col.FirstArrival(now)
@@ -258,47 +253,4 @@ func Run(cfg Config, src Source) (Summary, Stats, error) {
 		return Summary{}, st, fmt.Errorf("policy %s holds %d requests with no wake-up and an idle engine at %v", cfg.Policy.Spec(), srv.Pending(), time.Duration(now))
 	}
 	return col.Summary(cfg.Policy.Spec(), cfg.Trace, cfg.Profile.Name, cfg.Seed), st, nil
-}
-
-type clientHeap struct{ a []clientSend }
-
-func (h *clientHeap) len() int        { return len(h.a) }
-func (h *clientHeap) min() clientSend { return h.a[0] }
-func cless(x, y clientSend) bool      { return x.t < y.t || (x.t == y.t && x.client < y.client) }
-
-func (h *clientHeap) push(x clientSend) {
-	h.a = append(h.a, x)
-	i := len(h.a) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !cless(h.a[i], h.a[p]) {
-			break
-		}
-		h.a[i], h.a[p] = h.a[p], h.a[i]
-		i = p
-	}
-}
-
-func (h *clientHeap) pop() clientSend {
-	x := h.a[0]
-	n := len(h.a) - 1
-	h.a[0] = h.a[n]
-	h.a = h.a[:n]
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		c := l
-		if r := l + 1; r < n && cless(h.a[r], h.a[l]) {
-			c = r
-		}
-		if !cless(h.a[c], h.a[i]) {
-			break
-		}
-		h.a[i], h.a[c] = h.a[c], h.a[i]
-		i = c
-	}
-	return x
 }
