@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 )
 
 // Layer holds one decoder layer's weights in the Hugging Face layout:
@@ -90,23 +92,40 @@ func RandomWeights(c Config, seed uint64) (*Weights, error) {
 	if c.NumParams() > 1<<31 {
 		return nil, fmt.Errorf("random weights: %d parameters is more than this engine holds", c.NumParams())
 	}
-	r := rand.New(rand.NewPCG(seed, 0x6c6c616d61))
 	w := &Weights{Layers: make([]Layer, c.NumHiddenLayers)}
-	for _, s := range w.specs(c) {
-		v := make([]float32, s.size())
-		if s.cols == 0 {
-			for i := range v {
-				v[i] = float32(1 + 0.1*(2*r.Float64()-1))
+	// Each tensor draws from its own stream (seed, tensor index), so the
+	// tensors fill in parallel and the weights do not depend on how many
+	// goroutines did it: a 3B-parameter preset loads in about a second on
+	// 16 cores instead of ten on one.
+	specs := w.specs(c)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(specs)) {
+		wg.Go(func() {
+			for i := range next {
+				s := specs[i]
+				r := rand.New(rand.NewPCG(seed, 0x6c6c616d61+uint64(i)))
+				v := make([]float32, s.size())
+				if s.cols == 0 {
+					for j := range v {
+						v[j] = float32(1 + 0.1*(2*r.Float64()-1))
+					}
+				} else {
+					// Uniform on [-a, a] has variance a²/3.
+					a := math.Sqrt(3 / float64(s.cols))
+					for j := range v {
+						v[j] = float32(a * (2*r.Float64() - 1))
+					}
+				}
+				*s.field = v
 			}
-		} else {
-			// Uniform on [-a, a] has variance a²/3.
-			a := math.Sqrt(3 / float64(s.cols))
-			for i := range v {
-				v[i] = float32(a * (2*r.Float64() - 1))
-			}
-		}
-		*s.field = v
+		})
 	}
+	for i := range specs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	return w, nil
 }
 
