@@ -2,6 +2,7 @@ package replay_test
 
 import (
 	"context"
+	"flag"
 	"testing"
 	"time"
 
@@ -12,14 +13,21 @@ import (
 	"github.com/batchkit/batchkit/trace"
 )
 
+var (
+	benchEngine = flag.String("bench.engine", "cpu", "BenchmarkHarnessOverhead: engine (mlx needs -tags mlx)")
+	benchModel  = flag.String("bench.model", "small", "BenchmarkHarnessOverhead: model preset")
+	benchDevice = flag.String("bench.device", "", "BenchmarkHarnessOverhead: engine device")
+)
+
 // BenchmarkHarnessOverhead measures what replay adds to a request's
 // latency: the seed workload shape (one closed-loop client, 32-token
-// prompts, 16 output tokens) on the small cpu engine, through replay with
+// prompts, 16 output tokens) on the small cpu engine (or -bench.engine,
+// -bench.model, -bench.device), through replay with
 // policy none, against a plain loop that calls the same engine directly.
 // The overhead_% metric is the mean latency's excess (goal ≤ 0.5 %).
 func BenchmarkHarnessOverhead(b *testing.B) {
 	const n, prompt, out = 20, 32, 16
-	eng, err := realengine.Open("cpu", realengine.Options{Model: "small", Seed: 1})
+	eng, err := realengine.Open(*benchEngine, realengine.Options{Model: *benchModel, Device: *benchDevice, Seed: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
