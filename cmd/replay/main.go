@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +25,14 @@ import (
 )
 
 func main() {
+	// The driver loop must find a free P the moment its timer fires. The
+	// cpu engine's compute goroutines never block, so with one P per core
+	// they would hold every P until the runtime preempts them (10 ms),
+	// and dispatches would be that late. One P more than the engine uses
+	// keeps the loop on time; the OS shares the cores.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.NumCPU() + 1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := runCtx(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -100,12 +109,17 @@ func (e *engineFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&e.model, "model", "small", "model preset ("+strings.Join(realengine.PresetNames(), ", ")+") or model directory")
 	fs.StringVar(&e.device, "device", "", "engine device (default: the engine's)")
 	fs.IntVar(&e.maxContext, "max-context", 0, "cap tokens per sequence (0: the model's limit)")
-	fs.IntVar(&e.threads, "threads", 0, "cpu engine threads (0: GOMAXPROCS)")
+	fs.IntVar(&e.threads, "threads", 0, "cpu engine threads (0: GOMAXPROCS-1, which is the number of CPUs unless GOMAXPROCS is set)")
 	fs.Uint64Var(&e.seed, "seed", 1, "seed of random weights, prompt token ids and the simulator's jitter")
 }
 
 func (e *engineFlags) open() (realengine.Engine, error) {
-	eng, err := realengine.Open(e.engine, realengine.Options{Model: e.model, Seed: e.seed, Device: e.device, MaxContext: e.maxContext, Threads: e.threads})
+	threads := e.threads
+	if threads == 0 {
+		// Leave one P to the driver loop (see main).
+		threads = max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	eng, err := realengine.Open(e.engine, realengine.Options{Model: e.model, Seed: e.seed, Device: e.device, MaxContext: e.maxContext, Threads: threads})
 	if err != nil {
 		return nil, usageError{err}
 	}
