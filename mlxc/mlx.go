@@ -364,14 +364,38 @@ func GPUAvailable() (bool, error) {
 	return n != 0, nil
 }
 
-// DefaultStream returns a handle on the default stream of the GPU when the
-// build has one, else of the CPU. Close it when done.
+// DefaultGPU reports whether MLX's default device is a GPU: MLX picks the
+// GPU whenever the build has a usable one (Metal on a Mac, CUDA on Linux).
+func DefaultGPU() (bool, error) {
+	var n C.int
+	if err := cerr("default device", C.mlxc_default_device_gpu(&n)); err != nil {
+		return false, err
+	}
+	return n != 0, nil
+}
+
+// DefaultStream returns a handle on the default stream of MLX's default
+// device: the GPU when the build has a usable one, else the CPU. Close it
+// when done.
 func DefaultStream() (*Stream, error) {
-	gpu, err := GPUAvailable()
+	gpu, err := DefaultGPU()
 	if err != nil {
 		return nil, err
 	}
 	return newStream(gpu)
+}
+
+// GPUStream returns a handle on the GPU's default stream, or an error when
+// this MLX build or machine has no GPU.
+func GPUStream() (*Stream, error) {
+	gpu, err := GPUAvailable()
+	if err != nil {
+		return nil, err
+	}
+	if !gpu {
+		return nil, errors.New("mlxc: this MLX build or machine has no GPU")
+	}
+	return newStream(true)
 }
 
 // CPUStream returns a handle on the CPU's default stream.
@@ -727,6 +751,21 @@ func RandomKey(seed uint64) (*Array, error) {
 	var res C.mlx_array
 	m := C.mlxc_random_key(&res, C.uint64_t(seed))
 	return result("random key", res, m)
+}
+
+// RandomUniform draws values uniform on [lo, hi) of the given shape and
+// dtype from key; the same key gives the same values.
+func (s *Stream) RandomUniform(key *Array, d DType, lo, hi float32, shape ...int) (*Array, error) {
+	cs, err := cints(shape)
+	if err != nil {
+		return nil, err
+	}
+	if key == nil {
+		return nil, errors.New("mlxc: random uniform needs an explicit key")
+	}
+	return s.op1("random uniform", key, func(r *C.mlx_array, k C.mlx_array, st C.mlx_stream) *C.char {
+		return C.mlxc_random_uniform(r, ptr(cs), C.size_t(len(cs)), C.mlx_dtype(d), C.float(lo), C.float(hi), k, st)
+	})
 }
 
 // RandomNormal draws N(loc, scale²) values of the given shape and dtype

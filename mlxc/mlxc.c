@@ -149,9 +149,28 @@ char* mlxc_synchronize(mlx_stream s) { CALL(mlx_synchronize(s)); }
 
 char* mlxc_gpu_available(int* res) {
   reset();
-  int n = 0;
-  if (mlx_device_count(&n, MLX_GPU) != 0) return take("mlx_device_count failed");
-  *res = n > 0;
+  // is_available checks that the build has a GPU backend before asking it
+  // for a device count, so a CUDA build on a machine without a GPU says no
+  // instead of failing.
+  bool ok = false;
+  mlx_device d = mlx_device_new_type(MLX_GPU, 0);
+  int rc = mlx_device_is_available(&ok, d);
+  mlx_device_free(d);
+  if (rc != 0) return take("mlx_device_is_available failed");
+  *res = ok;
+  return NULL;
+}
+
+char* mlxc_default_device_gpu(int* res) {
+  reset();
+  mlx_device d = mlx_device_new();
+  mlx_device_type t = MLX_CPU;
+  if (mlx_get_default_device(&d) != 0 || mlx_device_get_type(&t, d) != 0) {
+    mlx_device_free(d);
+    return take("mlx_get_default_device failed");
+  }
+  mlx_device_free(d);
+  *res = t == MLX_GPU;
   return NULL;
 }
 
@@ -234,6 +253,16 @@ char* mlxc_quantized_matmul(mlx_array* res, mlx_array x, mlx_array wq, mlx_array
   CALL(mlx_quantized_matmul(res, x, wq, scales, biases, transpose != 0, opt_int(group), opt_int(bits), "affine", s));
 }
 char* mlxc_random_key(mlx_array* res, uint64_t seed) { CALL(mlx_random_key(res, seed)); }
+char* mlxc_random_uniform(mlx_array* res, const int* shape, size_t n, mlx_dtype dt, float lo, float hi, mlx_array key, mlx_stream s) {
+  char* err = NULL;
+  mlx_array l = mlx_array_new_float32(lo), h = mlx_array_new_float32(hi);
+  reset();
+  TRY(mlx_random_uniform(res, l, h, shape, n, dt, key, s));
+done:
+  mlx_array_free(l);
+  mlx_array_free(h);
+  return err;
+}
 char* mlxc_random_normal(mlx_array* res, const int* shape, size_t n, mlx_dtype dt, float loc, float scale, mlx_array key, mlx_stream s) {
   CALL(mlx_random_normal(res, shape, n, dt, loc, scale, key, s));
 }

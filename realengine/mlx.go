@@ -4,8 +4,12 @@ package realengine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/batchkit/batchkit/mlxc"
@@ -16,21 +20,30 @@ import (
 // whole step's graph evaluated at once. Sequences run as separate rows of the
 // graph rather than padded into one batch: Block shares one offset across
 // its rows, and per-sequence calls need neither padding nor masks.
+//
+// Weights and activations are in one dtype (float32, float16 or bfloat16);
+// matrices may be MLX affine-quantised, in which case they stay packed on
+// the device and every projection is a quantized_matmul.
 type MLX struct {
 	cfg    Config
 	opt    Options
+	dtype  mlxc.DType
+	quant  *Quantization // of the matrices, nil when dense
 	s      *mlxc.Stream
 	bcfg   mlxc.BlockConfig
 	freqs  *mlxc.Array
-	embed  *mlxc.Array // [vocab, hidden]
-	headT  *mlxc.Array // [hidden, vocab]
+	embed  mlxc.Linear // [vocab, hidden]
+	head   mlxc.Linear // [vocab, hidden]; the embedding when tied
+	headT  *mlxc.Array // [hidden, vocab] view of a dense head
 	norm   *mlxc.Array
 	layers []mlxc.BlockWeights
-	owned  []*mlxc.Array
-	seqs   map[SeqID]*mlxSeq
-	order  []*mlxSeq
-	maxCtx int
-	closed bool
+	// tensors are the device arrays under their Hugging Face names.
+	tensors map[string]mlxc.Linear
+	owned   []*mlxc.Array
+	seqs    map[SeqID]*mlxSeq
+	order   []*mlxSeq
+	maxCtx  int
+	closed  bool
 	// evalTime sums the time spent inside mlxc.Eval, so benchmarks can
 	// tell Go-side overhead from MLX compute.
 	evalTime time.Duration
@@ -55,23 +68,54 @@ func (sq *mlxSeq) free() {
 	sq.k, sq.v, sq.n = nil, nil, 0
 }
 
+// openMLX loads a model directory, or draws a preset's random weights on
+// the device itself: the llama-3.2 shapes are too large to draw in Go
+// quickly (3b does not even fit Weights' int32-sized budget), and drawing
+// them in the target dtype needs no float32 copy. A preset's weights follow
+// RandomWeights' distribution from the same seed but are not the same
+// numbers.
 func openMLX(opt Options) (Engine, error) {
-	c, w, err := LoadWeights(opt.Model, opt.Seed)
-	if err != nil {
-		return nil, err
+	if st, err := os.Stat(opt.Model); err == nil && st.IsDir() {
+		c, w, err := LoadModel(opt.Model)
+		if err != nil {
+			return nil, err
+		}
+		return NewMLX(c, w, opt)
 	}
-	return NewMLX(c, w, opt)
+	c, err := Preset(opt.Model)
+	if err != nil {
+		return nil, fmt.Errorf("model %q is neither a model directory nor a preset: %w", opt.Model, err)
+	}
+	return newMLX(c, nil, opt)
 }
 
-// NewMLX uploads w (float32) to MLX. When c carries an MLX quantisation
-// block, the projections are quantised again on the device with its group
-// size and bits, so compute runs on quantised matrices as mlx-lm's does.
+// NewMLX uploads w (float32) to MLX in opt.DType. When c carries an MLX
+// quantisation block (or opt.Quantize asks for one), the matrices are
+// quantised on the device with its group size and bits, so compute runs on
+// quantised matrices as mlx-lm's does.
 func NewMLX(c Config, w *Weights, opt Options) (*MLX, error) {
+	if w == nil {
+		return nil, errors.New("engine mlx: no weights")
+	}
+	return newMLX(c, w, opt)
+}
+
+// newMLX builds the engine; nil w draws random weights on the device from
+// opt.Seed.
+func newMLX(c Config, w *Weights, opt Options) (*MLX, error) {
+	if err := opt.check(); err != nil {
+		return nil, fmt.Errorf("engine mlx: %w", err)
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	if err := w.check(c); err != nil {
-		return nil, err
+	if w != nil {
+		if err := w.check(c); err != nil {
+			return nil, err
+		}
+	}
+	if q := c.Quantization; q != nil && opt.Quantize != 0 && q.Bits != opt.Quantize {
+		return nil, fmt.Errorf("engine mlx: model %s is quantised to %d bits; quantize %d would quantise it again", opt.Model, q.Bits, opt.Quantize)
 	}
 	var s *mlxc.Stream
 	var err error
@@ -88,14 +132,31 @@ func NewMLX(c Config, w *Weights, opt Options) (*MLX, error) {
 		if !gpu {
 			return nil, fmt.Errorf("engine mlx: device gpu requested but this MLX build has no GPU (use --device cpu)")
 		}
-		s, err = mlxc.DefaultStream()
+		s, err = mlxc.GPUStream()
 	default:
 		return nil, fmt.Errorf("engine mlx: device %q not supported (cpu or gpu)", opt.Device)
 	}
 	if err != nil {
 		return nil, err
 	}
-	e := &MLX{cfg: c, opt: opt, s: s, seqs: map[SeqID]*mlxSeq{}, maxCtx: opt.MaxContext}
+	if opt.DType == "" {
+		// Half precision is what GPUs are fast at; MLX's CPU kernels are
+		// fastest (and exact against the reference) in float32.
+		opt.DType = "float32"
+		if s.GPU() {
+			opt.DType = "bfloat16"
+		}
+	}
+	dt, err := mlxDType(opt.DType)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	e := &MLX{cfg: c, opt: opt, dtype: dt, s: s, seqs: map[SeqID]*mlxSeq{}, maxCtx: opt.MaxContext}
+	e.quant = c.Quantization
+	if e.quant == nil && opt.Quantize != 0 {
+		e.quant = &Quantization{GroupSize: QuantizeGroupSize, Bits: opt.Quantize}
+	}
 	if e.maxCtx <= 0 || e.maxCtx > c.MaxPositionEmbeddings {
 		e.maxCtx = c.MaxPositionEmbeddings
 	}
@@ -106,6 +167,18 @@ func NewMLX(c Config, w *Weights, opt Options) (*MLX, error) {
 	return e, nil
 }
 
+func mlxDType(name string) (mlxc.DType, error) {
+	switch name {
+	case "float32":
+		return mlxc.Float32, nil
+	case "float16":
+		return mlxc.Float16, nil
+	case "bfloat16":
+		return mlxc.BFloat16, nil
+	}
+	return 0, fmt.Errorf("engine mlx: dtype %q not supported (%s)", name, strings.Join(DTypeNames(), ", "))
+}
+
 func (e *MLX) keep(a *mlxc.Array, err error) (*mlxc.Array, error) {
 	if err == nil {
 		e.owned = append(e.owned, a)
@@ -113,6 +186,73 @@ func (e *MLX) keep(a *mlxc.Array, err error) (*mlxc.Array, error) {
 	return a, err
 }
 
+// randomKey derives tensor i's PRNG key from the seed (splitmix64), so each
+// tensor's draw depends on the seed and its place only.
+func randomKey(seed uint64, i int) (*mlxc.Array, error) {
+	z := seed + uint64(i+1)*0x9e3779b97f4a7c15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return mlxc.RandomKey(z ^ z>>31)
+}
+
+// tensor makes spec i's array on the device in e.dtype, quantised when it
+// is a matrix that e.quant applies to: from w, or drawn from seed when w is
+// nil.
+func (e *MLX) tensor(i int, sp matrixSpec, w *Weights, seed uint64) (mlxc.Linear, error) {
+	shape := []int{sp.rows}
+	if sp.cols != 0 {
+		shape = append(shape, sp.cols)
+	}
+	var a *mlxc.Array
+	var err error
+	if w != nil {
+		a, err = mlxc.FromFloat32(*sp.field, shape...)
+	} else {
+		var key *mlxc.Array
+		if key, err = randomKey(seed, i); err != nil {
+			return mlxc.Linear{}, err
+		}
+		// RandomWeights' distribution: matrices uniform with variance
+		// 1/fan_in, norm weights near 1.
+		lo, hi := float32(0.9), float32(1.1)
+		if sp.cols != 0 {
+			a := float32(math.Sqrt(3 / float64(sp.cols)))
+			lo, hi = -a, a
+		}
+		a, err = e.s.RandomUniform(key, e.dtype, lo, hi, shape...)
+		key.Close()
+	}
+	if err != nil {
+		return mlxc.Linear{}, err
+	}
+	if a.DType() != e.dtype {
+		b, err := e.s.AsType(a, e.dtype)
+		a.Close()
+		if err != nil {
+			return mlxc.Linear{}, err
+		}
+		a = b
+	}
+	q := e.quant
+	if q == nil || sp.cols == 0 || sp.cols%q.GroupSize != 0 {
+		if err := mlxc.Eval(a); err != nil {
+			a.Close()
+			return mlxc.Linear{}, err
+		}
+		e.owned = append(e.owned, a)
+		return mlxc.Linear{W: a}, nil
+	}
+	wq, sc, bi, err := e.s.Quantize(a, q.GroupSize, q.Bits)
+	a.Close()
+	if err != nil {
+		return mlxc.Linear{}, err
+	}
+	e.owned = append(e.owned, wq, sc, bi)
+	return mlxc.Linear{W: wq, Scales: sc, Biases: bi, GroupSize: q.GroupSize, Bits: q.Bits}, mlxc.Eval(wq, sc, bi)
+}
+
+// upload puts every tensor on the device, one at a time so that at most one
+// float32 staging copy lives at once.
 func (e *MLX) upload(c Config, w *Weights) error {
 	inv := c.RopeInvFreq()
 	periods := make([]float32, len(inv))
@@ -125,59 +265,79 @@ func (e *MLX) upload(c Config, w *Weights) error {
 	}
 	e.bcfg = mlxc.BlockConfig{Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim,
 		Eps: float32(c.RMSNormEps), RopeBase: float32(c.RopeTheta), RopeFreqs: e.freqs}
-	h := c.HiddenSize
-	if e.embed, err = e.keep(mlxc.FromFloat32(w.Embed, c.VocabSize, h)); err != nil {
+	specW := w
+	if specW == nil {
+		specW = &Weights{Layers: make([]Layer, c.NumHiddenLayers)}
+	}
+	byName := map[string]mlxc.Linear{}
+	for i, sp := range specW.specs(c) {
+		if byName[sp.name], err = e.tensor(i, sp, w, e.opt.Seed); err != nil {
+			return fmt.Errorf("engine mlx: tensor %s: %w", sp.name, err)
+		}
+	}
+	e.tensors = byName
+	return e.assemble(c, byName)
+}
+
+// assemble places tensors named as in the Hugging Face layout.
+func (e *MLX) assemble(c Config, t map[string]mlxc.Linear) error {
+	get := func(name string) (mlxc.Linear, error) {
+		l, ok := t[name]
+		if !ok {
+			return l, fmt.Errorf("engine mlx: tensor %s missing", name)
+		}
+		return l, nil
+	}
+	vec := func(name string) (*mlxc.Array, error) {
+		l, err := get(name)
+		if err == nil && l.Scales != nil {
+			err = fmt.Errorf("engine mlx: tensor %s: a vector cannot be quantised", name)
+		}
+		return l.W, err
+	}
+	var err error
+	if e.embed, err = get("model.embed_tokens.weight"); err != nil {
 		return err
 	}
-	head := e.embed
-	if w.LMHead != nil {
-		if head, err = e.keep(mlxc.FromFloat32(w.LMHead, c.VocabSize, h)); err != nil {
+	e.head = e.embed
+	if !c.TieWordEmbeddings {
+		if e.head, err = get("lm_head.weight"); err != nil {
 			return err
 		}
 	}
-	if e.headT, err = e.keep(e.s.Transpose(head, 1, 0)); err != nil {
+	if e.head.Scales == nil {
+		if e.headT, err = e.keep(e.s.Transpose(e.head.W, 1, 0)); err != nil {
+			return err
+		}
+	}
+	if e.norm, err = vec("model.norm.weight"); err != nil {
 		return err
 	}
-	if e.norm, err = e.keep(mlxc.FromFloat32(w.Norm, h)); err != nil {
-		return err
-	}
-	lin := func(data []float32, out, in int) (mlxc.Linear, error) {
-		a, err := e.keep(mlxc.FromFloat32(data, out, in))
-		if err != nil || c.Quantization == nil {
-			return mlxc.Linear{W: a}, err
-		}
-		q := c.Quantization
-		wq, sc, bi, err := e.s.Quantize(a, q.GroupSize, q.Bits)
-		if err != nil {
-			return mlxc.Linear{}, err
-		}
-		e.owned = append(e.owned, wq, sc, bi)
-		return mlxc.Linear{W: wq, Scales: sc, Biases: bi, GroupSize: q.GroupSize, Bits: q.Bits}, nil
-	}
-	qd, kd, in := c.QDim(), c.KVDim(), c.IntermediateSize
-	for _, L := range w.Layers {
+	for i := 0; i < c.NumHiddenLayers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
 		var b mlxc.BlockWeights
-		if b.AttnNorm, err = e.keep(mlxc.FromFloat32(L.AttnNorm, h)); err != nil {
+		if b.AttnNorm, err = vec(p + "input_layernorm.weight"); err != nil {
 			return err
 		}
-		if b.MLPNorm, err = e.keep(mlxc.FromFloat32(L.MLPNorm, h)); err != nil {
+		if b.MLPNorm, err = vec(p + "post_attention_layernorm.weight"); err != nil {
 			return err
 		}
-		for _, p := range []struct {
-			dst     *mlxc.Linear
-			data    []float32
-			out, in int
-		}{{&b.Q, L.Wq, qd, h}, {&b.K, L.Wk, kd, h}, {&b.V, L.Wv, kd, h}, {&b.O, L.Wo, h, qd},
-			{&b.Gate, L.Wgate, in, h}, {&b.Up, L.Wup, in, h}, {&b.Down, L.Wdown, h, in}} {
-			if *p.dst, err = lin(p.data, p.out, p.in); err != nil {
+		for _, d := range []struct {
+			dst  *mlxc.Linear
+			name string
+		}{{&b.Q, "self_attn.q_proj"}, {&b.K, "self_attn.k_proj"}, {&b.V, "self_attn.v_proj"}, {&b.O, "self_attn.o_proj"},
+			{&b.Gate, "mlp.gate_proj"}, {&b.Up, "mlp.up_proj"}, {&b.Down, "mlp.down_proj"}} {
+			if *d.dst, err = get(p + d.name + ".weight"); err != nil {
 				return err
 			}
 		}
 		e.layers = append(e.layers, b)
 	}
-	// Materialise everything once so steps time compute only.
-	return mlxc.Eval(e.owned...)
+	return nil
 }
+
+// DType is the engine's weight and activation type.
+func (e *MLX) DType() mlxc.DType { return e.dtype }
 
 // Info implements Engine.
 func (e *MLX) Info() Info {
@@ -185,7 +345,13 @@ func (e *MLX) Info() Info {
 	if e.s.GPU() {
 		dev = "gpu"
 	}
-	return Info{Engine: "mlx", Model: e.opt.Model, Device: dev, Config: e.cfg}
+	// The device line carries dtype and quantisation because it is what
+	// provenance records (calibrated profiles, replay results).
+	dt := e.dtype.String()
+	if q := e.quant; q != nil {
+		dt = fmt.Sprintf("%s, %d-bit groups of %d", dt, q.Bits, q.GroupSize)
+	}
+	return Info{Engine: "mlx", Model: e.opt.Model, Device: dev + " (" + dt + ")", DType: e.dtype.String(), Config: e.cfg}
 }
 
 // Admit implements Engine.
@@ -234,7 +400,7 @@ func (e *MLX) Stats() Stats {
 			st.Pending++
 		}
 		st.KVTokens += sq.n
-		st.KVBytes += int64(sq.n * 2 * e.cfg.NumHiddenLayers * e.cfg.KVDim() * 4)
+		st.KVBytes += int64(sq.n * 2 * e.cfg.NumHiddenLayers * e.cfg.KVDim() * e.dtype.Size())
 	}
 	return st
 }
@@ -414,7 +580,7 @@ func (e *MLX) group(g []*mlxRow, n, count int) error {
 	if err != nil {
 		return err
 	}
-	x0, err := e.s.Take(e.embed, idx, 0)
+	x0, err := e.lookup(idx)
 	idx.Close()
 	if err != nil {
 		return err
@@ -503,7 +669,7 @@ func (e *MLX) group(g []*mlxRow, n, count int) error {
 	if err != nil {
 		return err
 	}
-	logits, err := e.s.Matmul(n2, e.headT)
+	logits, err := e.project(n2)
 	n2.Close()
 	if err != nil {
 		return err
@@ -523,4 +689,35 @@ func (e *MLX) group(g []*mlxRow, n, count int) error {
 		}
 	}
 	return nil
+}
+
+// lookup gathers embedding rows; a quantised table is gathered packed and
+// only those rows are dequantised, as mlx-lm's QuantizedEmbedding does.
+func (e *MLX) lookup(idx *mlxc.Array) (*mlxc.Array, error) {
+	em := e.embed
+	if em.Scales == nil {
+		return e.s.Take(em.W, idx, 0)
+	}
+	var parts [3]*mlxc.Array
+	defer func() {
+		for _, p := range parts {
+			p.Close()
+		}
+	}()
+	for i, a := range []*mlxc.Array{em.W, em.Scales, em.Biases} {
+		var err error
+		if parts[i], err = e.s.Take(a, idx, 0); err != nil {
+			return nil, err
+		}
+	}
+	return e.s.Dequantize(parts[0], parts[1], parts[2], em.GroupSize, em.Bits)
+}
+
+// project applies the output head to x [G, hidden].
+func (e *MLX) project(x *mlxc.Array) (*mlxc.Array, error) {
+	h := e.head
+	if h.Scales == nil {
+		return e.s.Matmul(x, e.headT)
+	}
+	return e.s.QuantizedMatmul(x, h.W, h.Scales, h.Biases, true, h.GroupSize, h.Bits)
 }

@@ -5,6 +5,7 @@ package realengine
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -212,4 +213,180 @@ func TestMLXGroupedEqualsAlone(t *testing.T) {
 		}
 	}
 	assert.Equal(t, aloneToks, got)
+}
+
+// TestMLXDTypesMatchReference runs the reference checks' shapes in half
+// precision: logits within half-precision error of the float64 reference,
+// and the greedy token the reference's wherever its top two logits are
+// further apart than that error.
+func TestMLXDTypesMatchReference(t *testing.T) {
+	for _, tt := range []struct {
+		dtype string
+		tol   float64
+	}{{"float16", 1e-2}, {"bfloat16", 2e-2}} {
+		t.Run(tt.dtype, func(t *testing.T) {
+			for _, preset := range []string{"tiny", "small"} {
+				c, err := Preset(preset)
+				require.NoError(t, err)
+				w, err := RandomWeights(c, 7)
+				require.NoError(t, err)
+				e, err := NewMLX(c, w, Options{Model: preset, DType: tt.dtype, RecordLogits: true})
+				require.NoError(t, err)
+				defer e.Close()
+				assert.Equal(t, tt.dtype, e.Info().DType)
+				assert.Equal(t, "cpu ("+tt.dtype+")", e.Info().Device)
+				assert.Equal(t, tt.dtype, e.layers[0].Q.W.DType().String(), "weights are stored in the dtype")
+				prompt := randomPrompt(rand.New(rand.NewPCG(1, 2)), 9, c.VocabSize)
+				toks, logits := generate(t, e, 1, prompt, 4)
+				all := append(append([]int32(nil), prompt...), toks[:len(toks)-1]...)
+				ref, err := ReferenceLogits(c, w, all)
+				require.NoError(t, err)
+				for i := range toks {
+					row := ref[len(prompt)-1+i]
+					d := maxRelDiff(logits[i], row)
+					assert.Less(t, d, tt.tol, "%s step %d", preset, i)
+					assert.Greater(t, d, 1e-5, "%s step %d: too close to the reference for %s", preset, i, tt.dtype)
+					best, second, top := refTop2(row)
+					if row[best]-second > 2*tt.tol*top {
+						assert.Equal(t, int32(best), toks[i], "%s step %d greedy token", preset, i)
+					}
+				}
+			}
+		})
+	}
+}
+
+// refTop2 returns the argmax, the second largest value and max|v|.
+func refTop2(v []float64) (best int, second, top float64) {
+	second = math.Inf(-1)
+	for j, x := range v {
+		top = math.Max(top, math.Abs(x))
+		if x > v[best] {
+			best = j
+		}
+	}
+	for j, x := range v {
+		if j != best && x > second {
+			second = x
+		}
+	}
+	return best, second, top
+}
+
+// deviceWeights reads an engine's weights back from the device in float32,
+// dequantising packed matrices in Go (Dequantize, the format's definition).
+func deviceWeights(t *testing.T, e *MLX) *Weights {
+	t.Helper()
+	w := &Weights{Layers: make([]Layer, e.cfg.NumHiddenLayers)}
+	for _, sp := range w.specs(e.cfg) {
+		l, ok := e.tensors[sp.name]
+		require.True(t, ok, sp.name)
+		if l.Scales == nil {
+			v, err := l.W.Float32()
+			require.NoError(t, err)
+			*sp.field = v
+			continue
+		}
+		packed, err := l.W.Uint32()
+		require.NoError(t, err)
+		sc, err := l.Scales.Float32()
+		require.NoError(t, err)
+		bi, err := l.Biases.Float32()
+		require.NoError(t, err)
+		*sp.field, err = Dequantize(packed, sc, bi, sp.rows, sp.cols, l.GroupSize, l.Bits)
+		require.NoError(t, err)
+	}
+	return w
+}
+
+// TestMLXQuantizeOnLoad quantises float weights on load: every matrix
+// (embedding and head included) is packed with group size 64, and the
+// logits match the float64 reference on the dequantised weights within the
+// dtype's error, while differing from the unquantised model's.
+func TestMLXQuantizeOnLoad(t *testing.T) {
+	c, err := Preset("small")
+	require.NoError(t, err)
+	w, err := RandomWeights(c, 4)
+	require.NoError(t, err)
+	prompt := randomPrompt(rand.New(rand.NewPCG(4, 4)), 9, c.VocabSize)
+	dense, err := ReferenceLogits(c, w, prompt)
+	require.NoError(t, err)
+	for _, tt := range []struct {
+		bits  int
+		dtype string
+		tol   float64
+	}{
+		{8, "float32", 1e-3}, {4, "float32", 1e-3},
+		// MLX's Linux CPU kernel for quantised matmuls without SIMD
+		// (backend/cpu/quantized.cpp, _qmm_t) sums in the compute type, so
+		// half-precision errors grow with the dot length: bfloat16's 8-bit
+		// mantissa loses about ten times float16's accuracy here. Its GPU
+		// kernels accumulate in float32.
+		{8, "bfloat16", 0.15}, {4, "float16", 2e-2},
+	} {
+		t.Run(fmt.Sprintf("q%d-%s", tt.bits, tt.dtype), func(t *testing.T) {
+			e, err := NewMLX(c, w, Options{Model: "small", DType: tt.dtype, Quantize: tt.bits, RecordLogits: true})
+			require.NoError(t, err)
+			defer e.Close()
+			assert.Equal(t, fmt.Sprintf("cpu (%s, %d-bit groups of 64)", tt.dtype, tt.bits), e.Info().Device)
+			for _, l := range []mlxc.Linear{e.embed, e.head, e.layers[0].Q, e.layers[3].Down} {
+				require.NotNil(t, l.Scales)
+				assert.Equal(t, mlxc.Uint32, l.W.DType())
+				assert.Equal(t, tt.bits, l.Bits)
+				assert.Equal(t, 64, l.GroupSize)
+				assert.Equal(t, tt.dtype, l.Scales.DType().String())
+			}
+			ref, err := ReferenceLogits(c, deviceWeights(t, e), prompt)
+			require.NoError(t, err)
+			_, logits := generate(t, e, 1, prompt, 1)
+			last := len(prompt) - 1
+			assert.Less(t, maxRelDiff(logits[0], ref[last]), tt.tol)
+			if tt.dtype == "float32" {
+				assert.Greater(t, maxRelDiff(logits[0], dense[last]), 3*tt.tol, "quantisation must change the logits")
+			}
+		})
+	}
+	_, err = NewMLX(c, w, Options{Quantize: 5})
+	assert.ErrorContains(t, err, "quantize 5 not supported")
+	cq := c
+	cq.Quantization = &Quantization{GroupSize: 64, Bits: 4}
+	_, err = NewMLX(cq, w, Options{Model: "m", Quantize: 8})
+	assert.ErrorContains(t, err, "model m is quantised to 4 bits; quantize 8 would quantise it again")
+}
+
+// TestMLXRandomPreset draws a preset's weights on the device: the same seed
+// gives the same model, another seed another; the draws follow
+// RandomWeights' ranges.
+func TestMLXRandomPreset(t *testing.T) {
+	prompt := []int32{5, 9, 2, 7}
+	run := func(opt Options) ([]int32, [][]float32, *MLX) {
+		opt.Model, opt.RecordLogits = "tiny", true
+		eng, err := Open("mlx", opt)
+		require.NoError(t, err)
+		t.Cleanup(func() { eng.Close() })
+		toks, logits := generate(t, eng, 1, prompt, 3)
+		return toks, logits, eng.(*MLX)
+	}
+	t1, l1, e := run(Options{Seed: 1})
+	t2, l2, _ := run(Options{Seed: 1})
+	assert.Equal(t, t1, t2)
+	assert.Equal(t, l1, l2)
+	_, l3, _ := run(Options{Seed: 2})
+	assert.NotEqual(t, l1, l3)
+	q, err := e.layers[0].Q.W.Float32()
+	require.NoError(t, err)
+	a := math.Sqrt(3.0 / 64)
+	var ss float64
+	for _, v := range q {
+		require.LessOrEqual(t, math.Abs(float64(v)), a)
+		ss += float64(v) * float64(v)
+	}
+	assert.InDelta(t, 1.0/64, ss/float64(len(q)), 0.1/64, "variance 1/fan_in")
+	nrm, err := e.layers[1].MLPNorm.Float32()
+	require.NoError(t, err)
+	for _, v := range nrm {
+		require.InDelta(t, 1, v, 0.1)
+	}
+	_, _, eb := run(Options{Seed: 1, DType: "bfloat16", Quantize: 4})
+	assert.Equal(t, "cpu (bfloat16, 4-bit groups of 64)", eb.Info().Device)
 }
