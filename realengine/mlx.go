@@ -4,6 +4,7 @@ package realengine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -25,18 +26,21 @@ import (
 // matrices may be MLX affine-quantised, in which case they stay packed on
 // the device and every projection is a quantized_matmul.
 type MLX struct {
-	cfg    Config
-	opt    Options
-	dtype  mlxc.DType
-	quant  *Quantization // of the matrices, nil when dense
-	s      *mlxc.Stream
-	bcfg   mlxc.BlockConfig
-	freqs  *mlxc.Array
-	embed  mlxc.Linear // [vocab, hidden]
-	head   mlxc.Linear // [vocab, hidden]; the embedding when tied
-	headT  *mlxc.Array // [hidden, vocab] view of a dense head
-	norm   *mlxc.Array
-	layers []mlxc.BlockWeights
+	cfg   Config
+	opt   Options
+	dtype mlxc.DType
+	quant *Quantization // of the matrices, nil when dense
+	// quantDense quantises float matrices on load; nil keeps them dense
+	// (a quantised model directory's unquantised layers).
+	quantDense *Quantization
+	s          *mlxc.Stream
+	bcfg       mlxc.BlockConfig
+	freqs      *mlxc.Array
+	embed      mlxc.Linear // [vocab, hidden]
+	head       mlxc.Linear // [vocab, hidden]; the embedding when tied
+	headT      *mlxc.Array // [hidden, vocab] view of a dense head
+	norm       *mlxc.Array
+	layers     []mlxc.BlockWeights
 	// tensors are the device arrays under their Hugging Face names.
 	tensors map[string]mlxc.Linear
 	owned   []*mlxc.Array
@@ -76,17 +80,130 @@ func (sq *mlxSeq) free() {
 // numbers.
 func openMLX(opt Options) (Engine, error) {
 	if st, err := os.Stat(opt.Model); err == nil && st.IsDir() {
-		c, w, err := LoadModel(opt.Model)
+		m, err := readModel(opt.Model)
 		if err != nil {
 			return nil, err
 		}
-		return NewMLX(c, w, opt)
+		return newMLX(m.cfg, fileSource(m), opt.Quantize != 0, opt)
 	}
 	c, err := Preset(opt.Model)
 	if err != nil {
 		return nil, fmt.Errorf("model %q is neither a model directory nor a preset: %w", opt.Model, err)
 	}
-	return newMLX(c, nil, opt)
+	return newMLX(c, randomSource(opt.Seed), c.Quantization != nil || opt.Quantize != 0, opt)
+}
+
+// A tensorSource puts tensor i of the Llama layout on the device as it is
+// stored: a float array in any dtype, or an MLX-quantised matrix (Scales
+// set). The engine then converts it to its dtype.
+type tensorSource func(s *mlxc.Stream, dt mlxc.DType, i int, sp matrixSpec) (mlxc.Linear, error)
+
+func (sp matrixSpec) shape() []int {
+	if sp.cols == 0 {
+		return []int{sp.rows}
+	}
+	return []int{sp.rows, sp.cols}
+}
+
+func goSource(c Config, w *Weights) tensorSource {
+	data := map[string][]float32{}
+	for _, sp := range w.specs(c) {
+		data[sp.name] = *sp.field
+	}
+	return func(_ *mlxc.Stream, _ mlxc.DType, _ int, sp matrixSpec) (mlxc.Linear, error) {
+		a, err := mlxc.FromFloat32(data[sp.name], sp.shape()...)
+		if err != nil {
+			return mlxc.Linear{}, fmt.Errorf("tensor %s: %w", sp.name, err)
+		}
+		return mlxc.Linear{W: a}, nil
+	}
+}
+
+// randomSource draws RandomWeights' distribution (matrices uniform with
+// variance 1/fan_in, norm weights near 1) on the device in the engine's
+// dtype, one key per tensor.
+func randomSource(seed uint64) tensorSource {
+	return func(s *mlxc.Stream, dt mlxc.DType, i int, sp matrixSpec) (mlxc.Linear, error) {
+		key, err := randomKey(seed, i)
+		if err != nil {
+			return mlxc.Linear{}, fmt.Errorf("tensor %s: %w", sp.name, err)
+		}
+		defer key.Close()
+		lo, hi := float32(0.9), float32(1.1)
+		if sp.cols != 0 {
+			a := float32(math.Sqrt(3 / float64(sp.cols)))
+			lo, hi = -a, a
+		}
+		a, err := s.RandomUniform(key, dt, lo, hi, sp.shape()...)
+		if err != nil {
+			return mlxc.Linear{}, fmt.Errorf("tensor %s: %w", sp.name, err)
+		}
+		return mlxc.Linear{W: a}, nil
+	}
+}
+
+// fileSource uploads a model directory's tensors as stored: a quantised
+// matrix keeps the file's packed words, scales and biases.
+func fileSource(m *modelFiles) tensorSource {
+	return func(_ *mlxc.Stream, _ mlxc.DType, _ int, sp matrixSpec) (mlxc.Linear, error) {
+		t, err := m.tensor(sp)
+		if err != nil {
+			return mlxc.Linear{}, err
+		}
+		fail := func(err error) (mlxc.Linear, error) {
+			return mlxc.Linear{}, fmt.Errorf("%s: tensor %s: %w", t.file, sp.name, err)
+		}
+		if !t.quantised() {
+			a, err := tensorArray(t.Float)
+			if err != nil {
+				return fail(err)
+			}
+			return mlxc.Linear{W: a}, nil
+		}
+		var l mlxc.Linear
+		for _, p := range []struct {
+			dst **mlxc.Array
+			t   Tensor
+		}{{&l.W, t.Packed}, {&l.Scales, t.Scales}, {&l.Biases, t.Biases}} {
+			if *p.dst, err = tensorArray(p.t); err != nil {
+				l.W.Close()
+				l.Scales.Close()
+				return fail(err)
+			}
+		}
+		l.GroupSize, l.Bits = m.cfg.Quantization.GroupSize, m.cfg.Quantization.Bits
+		return l, nil
+	}
+}
+
+// tensorArray copies a safetensors tensor into MLX without changing its
+// bits: half-precision words and packed uint32 words go in as stored.
+func tensorArray(t Tensor) (*mlxc.Array, error) {
+	switch t.DType {
+	case U32:
+		v, err := t.Uint32s()
+		if err != nil {
+			return nil, err
+		}
+		return mlxc.FromUint32(v, t.Shape...)
+	case F16, BF16:
+		if len(t.Data) != 2*t.NumElements() {
+			return nil, fmt.Errorf("%d bytes for %d %s values", len(t.Data), t.NumElements(), t.DType)
+		}
+		bits := make([]uint16, t.NumElements())
+		for i := range bits {
+			bits[i] = binary.LittleEndian.Uint16(t.Data[2*i:])
+		}
+		if t.DType == F16 {
+			return mlxc.FromFloat16Bits(bits, t.Shape...)
+		}
+		return mlxc.FromBFloat16Bits(bits, t.Shape...)
+	}
+	v, err := t.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	return mlxc.FromFloat32(v, t.Shape...)
 }
 
 // NewMLX uploads w (float32) to MLX in opt.DType. When c carries an MLX
@@ -97,22 +214,21 @@ func NewMLX(c Config, w *Weights, opt Options) (*MLX, error) {
 	if w == nil {
 		return nil, errors.New("engine mlx: no weights")
 	}
-	return newMLX(c, w, opt)
+	if err := w.check(c); err != nil {
+		return nil, err
+	}
+	return newMLX(c, goSource(c, w), c.Quantization != nil || opt.Quantize != 0, opt)
 }
 
-// newMLX builds the engine; nil w draws random weights on the device from
-// opt.Seed.
-func newMLX(c Config, w *Weights, opt Options) (*MLX, error) {
+// newMLX builds the engine from src; quantizeDense says whether float
+// matrices are quantised on load (with c's quantisation block, else
+// opt.Quantize's bits and QuantizeGroupSize).
+func newMLX(c Config, src tensorSource, quantizeDense bool, opt Options) (*MLX, error) {
 	if err := opt.check(); err != nil {
 		return nil, fmt.Errorf("engine mlx: %w", err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
-	}
-	if w != nil {
-		if err := w.check(c); err != nil {
-			return nil, err
-		}
 	}
 	if q := c.Quantization; q != nil && opt.Quantize != 0 && q.Bits != opt.Quantize {
 		return nil, fmt.Errorf("engine mlx: model %s is quantised to %d bits; quantize %d would quantise it again", opt.Model, q.Bits, opt.Quantize)
@@ -157,10 +273,13 @@ func newMLX(c Config, w *Weights, opt Options) (*MLX, error) {
 	if e.quant == nil && opt.Quantize != 0 {
 		e.quant = &Quantization{GroupSize: QuantizeGroupSize, Bits: opt.Quantize}
 	}
+	if quantizeDense {
+		e.quantDense = e.quant
+	}
 	if e.maxCtx <= 0 || e.maxCtx > c.MaxPositionEmbeddings {
 		e.maxCtx = c.MaxPositionEmbeddings
 	}
-	if err := e.upload(c, w); err != nil {
+	if err := e.upload(c, src); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -195,52 +314,49 @@ func randomKey(seed uint64, i int) (*mlxc.Array, error) {
 	return mlxc.RandomKey(z ^ z>>31)
 }
 
-// tensor makes spec i's array on the device in e.dtype, quantised when it
-// is a matrix that e.quant applies to: from w, or drawn from seed when w is
-// nil.
-func (e *MLX) tensor(i int, sp matrixSpec, w *Weights, seed uint64) (mlxc.Linear, error) {
-	shape := []int{sp.rows}
-	if sp.cols != 0 {
-		shape = append(shape, sp.cols)
+// tensor puts spec i on the device in e.dtype: a float matrix quantised
+// when e.quantDense applies to it (its columns split into groups), a packed
+// one kept packed with its scales and biases converted to e.dtype.
+func (e *MLX) tensor(i int, sp matrixSpec, src tensorSource) (mlxc.Linear, error) {
+	l, err := src(e.s, e.dtype, i, sp)
+	if err != nil {
+		return mlxc.Linear{}, err // sources name the tensor (and file)
 	}
-	var a *mlxc.Array
+	l, err = e.convert(sp, l)
+	if err != nil {
+		return mlxc.Linear{}, fmt.Errorf("tensor %s: %w", sp.name, err)
+	}
+	return l, nil
+}
+
+func (e *MLX) convert(sp matrixSpec, l mlxc.Linear) (mlxc.Linear, error) {
 	var err error
-	if w != nil {
-		a, err = mlxc.FromFloat32(*sp.field, shape...)
-	} else {
-		var key *mlxc.Array
-		if key, err = randomKey(seed, i); err != nil {
-			return mlxc.Linear{}, err
+	cast := func(a *mlxc.Array) (*mlxc.Array, error) {
+		if a.DType() == e.dtype {
+			return a, nil
 		}
-		// RandomWeights' distribution: matrices uniform with variance
-		// 1/fan_in, norm weights near 1.
-		lo, hi := float32(0.9), float32(1.1)
-		if sp.cols != 0 {
-			a := float32(math.Sqrt(3 / float64(sp.cols)))
-			lo, hi = -a, a
-		}
-		a, err = e.s.RandomUniform(key, e.dtype, lo, hi, shape...)
-		key.Close()
+		b, err := e.s.AsType(a, e.dtype)
+		a.Close()
+		return b, err
 	}
+	if l.Scales != nil {
+		if l.Scales, err = cast(l.Scales); err == nil {
+			l.Biases, err = cast(l.Biases)
+		}
+		if err == nil {
+			err = mlxc.Eval(l.W, l.Scales, l.Biases)
+		}
+		e.owned = append(e.owned, l.W, l.Scales, l.Biases)
+		return l, err
+	}
+	a, err := cast(l.W)
 	if err != nil {
 		return mlxc.Linear{}, err
 	}
-	if a.DType() != e.dtype {
-		b, err := e.s.AsType(a, e.dtype)
-		a.Close()
-		if err != nil {
-			return mlxc.Linear{}, err
-		}
-		a = b
-	}
-	q := e.quant
+	q := e.quantDense
 	if q == nil || sp.cols == 0 || sp.cols%q.GroupSize != 0 {
-		if err := mlxc.Eval(a); err != nil {
-			a.Close()
-			return mlxc.Linear{}, err
-		}
 		e.owned = append(e.owned, a)
-		return mlxc.Linear{W: a}, nil
+		return mlxc.Linear{W: a}, mlxc.Eval(a)
 	}
 	wq, sc, bi, err := e.s.Quantize(a, q.GroupSize, q.Bits)
 	a.Close()
@@ -253,7 +369,7 @@ func (e *MLX) tensor(i int, sp matrixSpec, w *Weights, seed uint64) (mlxc.Linear
 
 // upload puts every tensor on the device, one at a time so that at most one
 // float32 staging copy lives at once.
-func (e *MLX) upload(c Config, w *Weights) error {
+func (e *MLX) upload(c Config, src tensorSource) error {
 	inv := c.RopeInvFreq()
 	periods := make([]float32, len(inv))
 	for i, f := range inv {
@@ -265,14 +381,10 @@ func (e *MLX) upload(c Config, w *Weights) error {
 	}
 	e.bcfg = mlxc.BlockConfig{Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim,
 		Eps: float32(c.RMSNormEps), RopeBase: float32(c.RopeTheta), RopeFreqs: e.freqs}
-	specW := w
-	if specW == nil {
-		specW = &Weights{Layers: make([]Layer, c.NumHiddenLayers)}
-	}
 	byName := map[string]mlxc.Linear{}
-	for i, sp := range specW.specs(c) {
-		if byName[sp.name], err = e.tensor(i, sp, w, e.opt.Seed); err != nil {
-			return fmt.Errorf("engine mlx: tensor %s: %w", sp.name, err)
+	for i, sp := range (&Weights{Layers: make([]Layer, c.NumHiddenLayers)}).specs(c) {
+		if byName[sp.name], err = e.tensor(i, sp, src); err != nil {
+			return fmt.Errorf("engine mlx: %w", err)
 		}
 	}
 	e.tensors = byName

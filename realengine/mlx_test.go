@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -389,4 +391,134 @@ func TestMLXRandomPreset(t *testing.T) {
 	}
 	_, _, eb := run(Options{Seed: 1, DType: "bfloat16", Quantize: 4})
 	assert.Equal(t, "cpu (bfloat16, 4-bit groups of 64)", eb.Info().Device)
+}
+
+// TestMLXLoadQuantisedKeepsPacked loads mlx-community style directories
+// (uint32 packed weights, float scales and biases) and requires the device
+// to hold the file's packed words bit for bit, scales and biases exactly
+// when the engine's dtype holds them, and logits equal to the float64
+// reference on the Go-dequantised weights.
+func TestMLXLoadQuantisedKeepsPacked(t *testing.T) {
+	c, w := tinyModel(t, 12)
+	prompt := randomPrompt(rand.New(rand.NewPCG(12, 12)), 7, c.VocabSize)
+	for _, tt := range []struct {
+		name    string
+		bits    int
+		scales  DType // as written in the file
+		dtype   string
+		tol     float64
+		inexact bool // the engine's dtype cannot hold the file's scales
+	}{
+		{"q4 f32 scales", 4, F32, "float32", 1e-3, false},
+		{"q8 f32 scales", 8, F32, "float32", 1e-3, false},
+		{"q4 bf16 scales in float32", 4, BF16, "float32", 1e-3, false},
+		// bfloat16 quantised matmuls sum in bfloat16 on MLX's CPU (see
+		// TestMLXQuantizeOnLoad).
+		{"q4 bf16 scales in bfloat16", 4, BF16, "bfloat16", 6e-2, false},
+		{"q8 f16 scales in float16", 8, F16, "float16", 1e-2, false},
+		{"q4 f32 scales in bfloat16", 4, F32, "bfloat16", 6e-2, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, SaveModel(dir, c, w, SaveOptions{Bits: tt.bits, GroupSize: 32}))
+			if tt.scales != F32 {
+				rewriteScales(t, dir, tt.scales)
+			}
+			m, err := readModel(dir)
+			require.NoError(t, err)
+			cd, wd, err := LoadModel(dir)
+			require.NoError(t, err)
+			ref, err := ReferenceLogits(cd, wd, prompt)
+			require.NoError(t, err)
+			eng, err := Open("mlx", Options{Model: dir, DType: tt.dtype, RecordLogits: true})
+			require.NoError(t, err)
+			defer eng.Close()
+			e := eng.(*MLX)
+			quantised := 0
+			for _, sp := range wd.specs(cd) {
+				l := e.tensors[sp.name]
+				ft, err := m.tensor(sp)
+				require.NoError(t, err)
+				if !ft.quantised() {
+					assert.Nil(t, l.Scales, sp.name)
+					continue
+				}
+				quantised++
+				require.NotNil(t, l.Scales, sp.name)
+				assert.Equal(t, tt.bits, l.Bits)
+				assert.Equal(t, 32, l.GroupSize)
+				want, err := ft.Packed.Uint32s()
+				require.NoError(t, err)
+				got, err := l.W.Uint32()
+				require.NoError(t, err)
+				require.Equal(t, want, got, "%s: packed words as in the file", sp.name)
+				for _, p := range []struct {
+					file Tensor
+					dev  *mlxc.Array
+				}{{ft.Scales, l.Scales}, {ft.Biases, l.Biases}} {
+					assert.Equal(t, tt.dtype, p.dev.DType().String())
+					fv, err := p.file.Float32s()
+					require.NoError(t, err)
+					dv, err := p.dev.Float32()
+					require.NoError(t, err)
+					if tt.inexact {
+						assert.InDeltaSlice(t, fv, dv, 1e-2*absMax(fv))
+					} else {
+						require.Equal(t, fv, dv, "%s: scales and biases as in the file", sp.name)
+					}
+				}
+			}
+			assert.Equal(t, 7*c.NumHiddenLayers+1, quantised, "every matrix of a tied model")
+			_, logits := generate(t, eng, 1, prompt, 1)
+			assert.Less(t, maxRelDiff(logits[0], ref[len(prompt)-1]), tt.tol)
+		})
+	}
+}
+
+// TestMLXLoadQuantisedErrors: a directory whose files disagree with its
+// config fails in one line naming the file and the tensor.
+func TestMLXLoadQuantisedErrors(t *testing.T) {
+	c, w := tinyModel(t, 13)
+	dir := t.TempDir()
+	require.NoError(t, SaveModel(dir, c, w, SaveOptions{Bits: 4, GroupSize: 32}))
+	cfg, err := os.ReadFile(dir + "/config.json")
+	require.NoError(t, err)
+	bad := strings.Replace(string(cfg), `"bits": 4`, `"bits": 8`, 1)
+	require.NotEqual(t, string(cfg), bad)
+	require.NoError(t, os.WriteFile(dir+"/config.json", []byte(bad), 0o644))
+	_, err = Open("mlx", Options{Model: dir})
+	require.Error(t, err)
+	assert.Equal(t, "engine mlx: "+dir+"/model.safetensors: tensor model.embed_tokens.weight: packed shape [256 8], want [256 16] for 8-bit", err.Error())
+	assert.NotContains(t, err.Error(), "\n")
+}
+
+func absMax(v []float32) float64 {
+	var m float64
+	for _, x := range v {
+		m = math.Max(m, math.Abs(float64(x)))
+	}
+	return m
+}
+
+// rewriteScales re-encodes a saved model's scales and biases in dt, as
+// mlx-community files store them in the model's float type.
+func rewriteScales(t *testing.T, dir string, dt DType) {
+	t.Helper()
+	path := dir + "/model.safetensors"
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	ts, meta, err := ReadSafetensors(data)
+	require.NoError(t, err)
+	for name, tn := range ts {
+		if strings.HasSuffix(name, ".scales") || strings.HasSuffix(name, ".biases") {
+			v, err := tn.Float32s()
+			require.NoError(t, err)
+			ts[name], err = FloatTensor(v, tn.Shape, dt)
+			require.NoError(t, err)
+		}
+	}
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	require.NoError(t, WriteSafetensors(f, ts, meta))
+	require.NoError(t, f.Close())
 }
