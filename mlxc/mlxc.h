@@ -90,4 +90,14 @@ char* mlxc_llama_block(mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_a
                        const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
                        mlx_array k_cache, mlx_array v_cache, int offset, int eval, mlx_stream s);
 
+// Decode rows of different lengths in one batch: x [B, 1, hidden]; row i's
+// cache k_caches[i]/v_caches[i] is [1, kv, lens[i], hd]. The caches are
+// left-padded to the longest, masked, and rotated at per-row positions;
+// k_outs/v_outs (B each, filled) get each row's cache including the new
+// token.
+char* mlxc_llama_block_padded(mlx_array* out, mlx_array* k_outs, mlx_array* v_outs, mlx_array x,
+                              const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
+                              const mlx_array* k_caches, const mlx_array* v_caches, const int* lens,
+                              mlx_stream s);
+
 #endif

@@ -93,3 +93,6 @@ func LoadSafetensors(path string, s *Stream) (map[string]*Array, map[string]stri
 func (s *Stream) Block(cfg BlockConfig, w *BlockWeights, x, kCache, vCache *Array, offset int, eval bool) (BlockOutput, error) {
 	return BlockOutput{}, ErrNoMLX
 }
+func (s *Stream) BlockPadded(cfg BlockConfig, w *BlockWeights, x *Array, kCaches, vCaches []*Array, lens []int) (PaddedOutput, error) {
+	return PaddedOutput{}, ErrNoMLX
+}

@@ -25,7 +25,20 @@ func newMLXForChecks(t testing.TB, c Config, w *Weights) Engine {
 }
 
 func TestMLXMatchesReference(t *testing.T)   { checkMatchesReference(t, newMLXForChecks, 1e-3) }
-func TestMLXBatchedEqualsAlone(t *testing.T) { checkBatchedEqualsAlone(t, newMLXForChecks, 1e-3) }
+func TestMLXBatchedEqualsAlone(t *testing.T) {
+	for _, b := range []struct {
+		name string
+		mode batching
+	}{{"auto", batchAuto}, {"groups", batchGroups}, {"padded", batchPadded}} {
+		t.Run(b.name, func(t *testing.T) {
+			checkBatchedEqualsAlone(t, func(t testing.TB, c Config, w *Weights) Engine {
+				e := newMLXForChecks(t, c, w).(*MLX)
+				e.batching = b.mode
+				return e
+			}, 1e-4)
+		})
+	}
+}
 func TestMLXChunkedPrefill(t *testing.T)     { checkChunkedPrefill(t, newMLXForChecks, 1e-3) }
 func TestMLXOpenGPUOnCPUBuild(t *testing.T) {
 	gpu, err := mlxc.GPUAvailable()
@@ -521,4 +534,62 @@ func rewriteScales(t *testing.T, dir string, dt DType) {
 	require.NoError(t, err)
 	require.NoError(t, WriteSafetensors(f, ts, meta))
 	require.NoError(t, f.Close())
+}
+
+// BenchmarkMLXMixedDecode decodes batch sequences whose contexts all
+// differ (prompts of 16 to 271 tokens), with one Block call per length
+// (groups) or one padded call (padded); every 64 steps the sequences are
+// replaced outside the timer.
+func BenchmarkMLXMixedDecode(b *testing.B) {
+	for _, batch := range []int{8, 32} {
+		for _, m := range []struct {
+			name string
+			mode batching
+		}{{"groups", batchGroups}, {"padded", batchPadded}} {
+			b.Run(fmt.Sprintf("small/batch=%d/%s", batch, m.name), func(b *testing.B) {
+				c, w, err := LoadWeights("small", 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				e, err := NewMLX(c, w, Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer e.Close()
+				e.batching = m.mode
+				r := rand.New(rand.NewPCG(1, 1))
+				ctx := context.Background()
+				next := SeqID(0)
+				refill := func() {
+					for id := next - SeqID(batch); id < next && id >= 0; id++ {
+						_ = e.Retire(id)
+					}
+					for i := 0; i < batch; i++ {
+						n := 16 + i*256/batch + r.IntN(256/batch)
+						if err := e.Admit(Sequence{ID: next, Prompt: randomPrompt(r, n, c.VocabSize)}); err != nil {
+							b.Fatal(err)
+						}
+						next++
+					}
+					if _, err := e.Step(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				refill()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if i > 0 && i%64 == 0 {
+						b.StopTimer()
+						refill()
+						b.StartTimer()
+					}
+					if _, err := e.Step(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
+	}
 }
