@@ -24,7 +24,7 @@ func newMLXForChecks(t testing.TB, c Config, w *Weights) Engine {
 	return e
 }
 
-func TestMLXMatchesReference(t *testing.T)   { checkMatchesReference(t, newMLXForChecks, 1e-3) }
+func TestMLXMatchesReference(t *testing.T) { checkMatchesReference(t, newMLXForChecks, 1e-3) }
 func TestMLXBatchedEqualsAlone(t *testing.T) {
 	for _, b := range []struct {
 		name string
@@ -39,7 +39,7 @@ func TestMLXBatchedEqualsAlone(t *testing.T) {
 		})
 	}
 }
-func TestMLXChunkedPrefill(t *testing.T)     { checkChunkedPrefill(t, newMLXForChecks, 1e-3) }
+func TestMLXChunkedPrefill(t *testing.T) { checkChunkedPrefill(t, newMLXForChecks, 1e-3) }
 func TestMLXOpenGPUOnCPUBuild(t *testing.T) {
 	gpu, err := mlxc.GPUAvailable()
 	require.NoError(t, err)
