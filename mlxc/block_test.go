@@ -483,3 +483,57 @@ func BenchmarkCall(b *testing.B) {
 		}
 	})
 }
+
+// TestBlockPadded decodes rows of different cached lengths in one padded
+// call and requires each row to match Block on that row alone, output and
+// extended cache.
+func TestBlockPadded(t *testing.T) {
+	r := newRNG(t)
+	s := cpu(t)
+	b := newTestBlock(t, r, 64, 160, 4, 2, 16)
+	lens := []int{3, 7, 1, 7}
+	B := len(lens)
+	var kc, vc []*Array
+	var want []BlockOutput
+	xs := randn(r, B*b.hidden, 1)
+	for i, n := range lens {
+		pre, err := s.Block(b.cfg, &b.w, arr(t, randn(r, n*b.hidden, 1), 1, n, b.hidden), nil, nil, 0, true)
+		require.NoError(t, err)
+		defer pre.Close()
+		kc, vc = append(kc, pre.K), append(vc, pre.V)
+		alone, err := s.Block(b.cfg, &b.w, arr(t, xs[i*b.hidden:(i+1)*b.hidden], 1, 1, b.hidden), pre.K, pre.V, n, true)
+		require.NoError(t, err)
+		defer alone.Close()
+		want = append(want, alone)
+	}
+	got, err := s.BlockPadded(b.cfg, &b.w, arr(t, xs, B, 1, b.hidden), kc, vc, lens)
+	require.NoError(t, err)
+	defer got.Close()
+	out, err := got.Out.Float32()
+	require.NoError(t, err)
+	for i := range lens {
+		w, err := want[i].Out.Float32()
+		require.NoError(t, err)
+		assertClose(t, f64(w), out[i*b.hidden:(i+1)*b.hidden], 1e-5)
+		require.Equal(t, want[i].K.Shape(), got.K[i].Shape(), "row %d", i)
+		for _, p := range [][2]*Array{{want[i].K, got.K[i]}, {want[i].V, got.V[i]}} {
+			wv, err := p[0].Float32()
+			require.NoError(t, err)
+			gv, err := p[1].Float32()
+			require.NoError(t, err)
+			assertClose(t, f64(wv), gv, 1e-6)
+		}
+	}
+	_, err = s.BlockPadded(b.cfg, &b.w, arr(t, xs, B, 1, b.hidden), kc[:2], vc, lens)
+	require.ErrorContains(t, err, "4 lengths, 2 K and 4 V caches")
+	_, err = s.BlockPadded(b.cfg, &b.w, arr(t, xs, B, 1, b.hidden), kc, vc, []int{3, 7, 0, 7})
+	require.ErrorContains(t, err, "every row needs a cache")
+}
+
+func f64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}

@@ -364,14 +364,38 @@ func GPUAvailable() (bool, error) {
 	return n != 0, nil
 }
 
-// DefaultStream returns a handle on the default stream of the GPU when the
-// build has one, else of the CPU. Close it when done.
+// DefaultGPU reports whether MLX's default device is a GPU: MLX picks the
+// GPU whenever the build has a usable one (Metal on a Mac, CUDA on Linux).
+func DefaultGPU() (bool, error) {
+	var n C.int
+	if err := cerr("default device", C.mlxc_default_device_gpu(&n)); err != nil {
+		return false, err
+	}
+	return n != 0, nil
+}
+
+// DefaultStream returns a handle on the default stream of MLX's default
+// device: the GPU when the build has a usable one, else the CPU. Close it
+// when done.
 func DefaultStream() (*Stream, error) {
-	gpu, err := GPUAvailable()
+	gpu, err := DefaultGPU()
 	if err != nil {
 		return nil, err
 	}
 	return newStream(gpu)
+}
+
+// GPUStream returns a handle on the GPU's default stream, or an error when
+// this MLX build or machine has no GPU.
+func GPUStream() (*Stream, error) {
+	gpu, err := GPUAvailable()
+	if err != nil {
+		return nil, err
+	}
+	if !gpu {
+		return nil, errors.New("mlxc: this MLX build or machine has no GPU")
+	}
+	return newStream(true)
 }
 
 // CPUStream returns a handle on the CPU's default stream.
@@ -729,6 +753,21 @@ func RandomKey(seed uint64) (*Array, error) {
 	return result("random key", res, m)
 }
 
+// RandomUniform draws values uniform on [lo, hi) of the given shape and
+// dtype from key; the same key gives the same values.
+func (s *Stream) RandomUniform(key *Array, d DType, lo, hi float32, shape ...int) (*Array, error) {
+	cs, err := cints(shape)
+	if err != nil {
+		return nil, err
+	}
+	if key == nil {
+		return nil, errors.New("mlxc: random uniform needs an explicit key")
+	}
+	return s.op1("random uniform", key, func(r *C.mlx_array, k C.mlx_array, st C.mlx_stream) *C.char {
+		return C.mlxc_random_uniform(r, ptr(cs), C.size_t(len(cs)), C.mlx_dtype(d), C.float(lo), C.float(hi), k, st)
+	})
+}
+
 // RandomNormal draws N(loc, scale²) values of the given shape and dtype
 // from key; the same key gives the same values.
 func (s *Stream) RandomNormal(key *Array, d DType, loc, scale float32, shape ...int) (*Array, error) {
@@ -930,14 +969,43 @@ func linearC(l Linear) (C.mlxc_linear, error) {
 	return c, nil
 }
 
+func blockC(cfg BlockConfig, w *BlockWeights) (C.mlxc_block_weights, C.mlxc_block_cfg, error) {
+	var cw C.mlxc_block_weights
+	var cc C.mlxc_block_cfg
+	var err error
+	if cw.attn_norm, err = w.AttnNorm.handle(); err != nil {
+		return cw, cc, fmt.Errorf("mlxc: block attn norm: %w", err)
+	}
+	if cw.mlp_norm, err = w.MLPNorm.handle(); err != nil {
+		return cw, cc, fmt.Errorf("mlxc: block mlp norm: %w", err)
+	}
+	for _, p := range []struct {
+		dst *C.mlxc_linear
+		src Linear
+		n   string
+	}{{&cw.q, w.Q, "q"}, {&cw.k, w.K, "k"}, {&cw.v, w.V, "v"}, {&cw.o, w.O, "o"}, {&cw.gate, w.Gate, "gate"}, {&cw.up, w.Up, "up"}, {&cw.down, w.Down, "down"}} {
+		if *p.dst, err = linearC(p.src); err != nil {
+			return cw, cc, fmt.Errorf("mlxc: block %s projection: %w", p.n, err)
+		}
+	}
+	cc = C.mlxc_block_cfg{n_heads: C.int(cfg.Heads), n_kv_heads: C.int(cfg.KVHeads), head_dim: C.int(cfg.HeadDim), eps: C.float(cfg.Eps), rope_base: C.float(cfg.RopeBase)}
+	if cc.rope_freqs, err = optional(cfg.RopeFreqs); err != nil {
+		return cw, cc, err
+	}
+	if cfg.Heads <= 0 || cfg.KVHeads <= 0 || cfg.HeadDim <= 0 || cfg.Heads%cfg.KVHeads != 0 {
+		return cw, cc, fmt.Errorf("mlxc: block: bad heads %d / kv heads %d / head dim %d", cfg.Heads, cfg.KVHeads, cfg.HeadDim)
+	}
+	return cw, cc, nil
+}
+
 // Block runs one Llama decoder layer in a single cgo crossing:
 // rms_norm → q/k/v projections → RoPE → attention (causal over the cache
 // plus the new tokens) → output projection → residual → rms_norm → SwiGLU
 // MLP → residual. x is [B, L, hidden]; kCache and vCache are the layer's
 // cache [B, kv_heads, T, head_dim] or nil; offset is x's first position
 // (T when a cache is given). All B rows share the offset: sequences with
-// different lengths go in separate calls. With eval the outputs are
-// computed before Block returns; otherwise they stay lazy.
+// different lengths go in separate calls, or through BlockPadded. With eval
+// the outputs are computed before Block returns; otherwise they stay lazy.
 func (s *Stream) Block(cfg BlockConfig, w *BlockWeights, x, kCache, vCache *Array, offset int, eval bool) (BlockOutput, error) {
 	sh, err := s.handle()
 	if err != nil {
@@ -946,28 +1014,9 @@ func (s *Stream) Block(cfg BlockConfig, w *BlockWeights, x, kCache, vCache *Arra
 	if (kCache == nil) != (vCache == nil) {
 		return BlockOutput{}, errors.New("mlxc: block: give both K and V caches or neither")
 	}
-	var cw C.mlxc_block_weights
-	if cw.attn_norm, err = w.AttnNorm.handle(); err != nil {
-		return BlockOutput{}, fmt.Errorf("mlxc: block attn norm: %w", err)
-	}
-	if cw.mlp_norm, err = w.MLPNorm.handle(); err != nil {
-		return BlockOutput{}, fmt.Errorf("mlxc: block mlp norm: %w", err)
-	}
-	for _, p := range []struct {
-		dst *C.mlxc_linear
-		src Linear
-		n   string
-	}{{&cw.q, w.Q, "q"}, {&cw.k, w.K, "k"}, {&cw.v, w.V, "v"}, {&cw.o, w.O, "o"}, {&cw.gate, w.Gate, "gate"}, {&cw.up, w.Up, "up"}, {&cw.down, w.Down, "down"}} {
-		if *p.dst, err = linearC(p.src); err != nil {
-			return BlockOutput{}, fmt.Errorf("mlxc: block %s projection: %w", p.n, err)
-		}
-	}
-	cc := C.mlxc_block_cfg{n_heads: C.int(cfg.Heads), n_kv_heads: C.int(cfg.KVHeads), head_dim: C.int(cfg.HeadDim), eps: C.float(cfg.Eps), rope_base: C.float(cfg.RopeBase)}
-	if cc.rope_freqs, err = optional(cfg.RopeFreqs); err != nil {
+	cw, cc, err := blockC(cfg, w)
+	if err != nil {
 		return BlockOutput{}, err
-	}
-	if cfg.Heads <= 0 || cfg.KVHeads <= 0 || cfg.HeadDim <= 0 || cfg.Heads%cfg.KVHeads != 0 {
-		return BlockOutput{}, fmt.Errorf("mlxc: block: bad heads %d / kv heads %d / head dim %d", cfg.Heads, cfg.KVHeads, cfg.HeadDim)
 	}
 	hx, err := x.handle()
 	if err != nil {
@@ -1002,4 +1051,69 @@ func (s *Stream) Block(cfg BlockConfig, w *BlockWeights, x, kCache, vCache *Arra
 		return BlockOutput{}, err
 	}
 	return BlockOutput{Out: wrap(o), K: wrap(k), V: wrap(v)}, nil
+}
+
+// BlockPadded runs one decoder layer for B decoding rows of different
+// cached lengths in one cgo crossing and one batched graph: x is
+// [B, 1, hidden], kCaches[i] and vCaches[i] row i's cache
+// [1, kv_heads, lens[i], head_dim]. The caches are left-padded to the
+// longest, padding is masked out of attention and RoPE takes per-row
+// positions, so each row computes what Block would compute for it alone.
+// The outputs are lazy.
+func (s *Stream) BlockPadded(cfg BlockConfig, w *BlockWeights, x *Array, kCaches, vCaches []*Array, lens []int) (PaddedOutput, error) {
+	sh, err := s.handle()
+	if err != nil {
+		return PaddedOutput{}, err
+	}
+	B := len(lens)
+	if B == 0 || len(kCaches) != B || len(vCaches) != B {
+		return PaddedOutput{}, fmt.Errorf("mlxc: padded block: %d lengths, %d K and %d V caches", B, len(kCaches), len(vCaches))
+	}
+	cw, cc, err := blockC(cfg, w)
+	if err != nil {
+		return PaddedOutput{}, err
+	}
+	hx, err := x.handle()
+	if err != nil {
+		return PaddedOutput{}, err
+	}
+	// The handle arrays are read by C during the call only; Go memory
+	// holding C pointers is fine to pass (cgo checks Go pointers only).
+	hk := make([]C.mlx_array, 2*B)
+	hv := hk[B:]
+	for i := 0; i < B; i++ {
+		if hk[i], err = kCaches[i].handle(); err != nil {
+			return PaddedOutput{}, fmt.Errorf("mlxc: padded block K cache %d: %w", i, err)
+		}
+		if hv[i], err = vCaches[i].handle(); err != nil {
+			return PaddedOutput{}, fmt.Errorf("mlxc: padded block V cache %d: %w", i, err)
+		}
+	}
+	cl, err := cints(lens)
+	if err != nil {
+		return PaddedOutput{}, err
+	}
+	ko := make([]C.mlx_array, 2*B)
+	vo := ko[B:]
+	var o C.mlx_array
+	m := C.mlxc_llama_block_padded(&o, &ko[0], &vo[0], hx, &cw, &cc, &hk[0], &hv[0], &cl[0], sh)
+	runtime.KeepAlive(w)
+	runtime.KeepAlive(cfg.RopeFreqs)
+	runtime.KeepAlive(x)
+	runtime.KeepAlive(kCaches)
+	runtime.KeepAlive(vCaches)
+	runtime.KeepAlive(s)
+	if err := cerr("llama padded block", m); err != nil {
+		for _, h := range append(ko, o) {
+			if h.ctx != nil {
+				C.mlx_array_free(h)
+			}
+		}
+		return PaddedOutput{}, err
+	}
+	out := PaddedOutput{Out: wrap(o), K: make([]*Array, B), V: make([]*Array, B)}
+	for i := 0; i < B; i++ {
+		out.K[i], out.V[i] = wrap(ko[i]), wrap(vo[i])
+	}
+	return out, nil
 }

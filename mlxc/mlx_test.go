@@ -86,10 +86,21 @@ func TestVersionAndDevices(t *testing.T) {
 	assert.Regexp(t, regexp.MustCompile(`^\d+\.\d+\.\d+`), v)
 	gpu, err := GPUAvailable()
 	require.NoError(t, err)
+	def, err := DefaultGPU()
+	require.NoError(t, err)
+	assert.Equal(t, gpu, def, "MLX defaults to the GPU exactly when it has one")
 	s, err := DefaultStream()
 	require.NoError(t, err)
 	defer s.Close()
 	assert.Equal(t, gpu, s.GPU())
+	g, err := GPUStream()
+	if gpu {
+		require.NoError(t, err)
+		assert.True(t, g.GPU())
+		g.Close()
+	} else {
+		assert.ErrorContains(t, err, "no GPU")
+	}
 	c := cpu(t)
 	assert.Contains(t, c.String(), "cpu")
 	require.NoError(t, c.Synchronize())
@@ -453,6 +464,28 @@ func TestRandomNormal(t *testing.T) {
 	assert.InDelta(t, 1, mean, 0.1)
 	assert.InDelta(t, 2, std, 0.1)
 	_, err = s.RandomNormal(nil, Float32, 0, 1, 3)
+	assert.Error(t, err)
+}
+
+func TestRandomUniform(t *testing.T) {
+	s := cpu(t)
+	key, err := RandomKey(7)
+	require.NoError(t, err)
+	defer key.Close()
+	a := values(t)(s.RandomUniform(key, Float32, -0.5, 1.5, 100, 100))
+	b := values(t)(s.RandomUniform(key, Float32, -0.5, 1.5, 100, 100))
+	assert.Equal(t, a, b, "same key, same draw")
+	var sum float64
+	for _, v := range a {
+		require.True(t, v >= -0.5 && v < 1.5, "%v outside [-0.5, 1.5)", v)
+		sum += float64(v)
+	}
+	assert.InDelta(t, 0.5, sum/float64(len(a)), 0.05)
+	bf, err := s.RandomUniform(key, BFloat16, -1, 1, 8)
+	require.NoError(t, err)
+	defer bf.Close()
+	assert.Equal(t, BFloat16, bf.DType())
+	_, err = s.RandomUniform(nil, Float32, 0, 1, 3)
 	assert.Error(t, err)
 }
 

@@ -149,9 +149,28 @@ char* mlxc_synchronize(mlx_stream s) { CALL(mlx_synchronize(s)); }
 
 char* mlxc_gpu_available(int* res) {
   reset();
-  int n = 0;
-  if (mlx_device_count(&n, MLX_GPU) != 0) return take("mlx_device_count failed");
-  *res = n > 0;
+  // is_available checks that the build has a GPU backend before asking it
+  // for a device count, so a CUDA build on a machine without a GPU says no
+  // instead of failing.
+  bool ok = false;
+  mlx_device d = mlx_device_new_type(MLX_GPU, 0);
+  int rc = mlx_device_is_available(&ok, d);
+  mlx_device_free(d);
+  if (rc != 0) return take("mlx_device_is_available failed");
+  *res = ok;
+  return NULL;
+}
+
+char* mlxc_default_device_gpu(int* res) {
+  reset();
+  mlx_device d = mlx_device_new();
+  mlx_device_type t = MLX_CPU;
+  if (mlx_get_default_device(&d) != 0 || mlx_device_get_type(&t, d) != 0) {
+    mlx_device_free(d);
+    return take("mlx_get_default_device failed");
+  }
+  mlx_device_free(d);
+  *res = t == MLX_GPU;
   return NULL;
 }
 
@@ -234,6 +253,16 @@ char* mlxc_quantized_matmul(mlx_array* res, mlx_array x, mlx_array wq, mlx_array
   CALL(mlx_quantized_matmul(res, x, wq, scales, biases, transpose != 0, opt_int(group), opt_int(bits), "affine", s));
 }
 char* mlxc_random_key(mlx_array* res, uint64_t seed) { CALL(mlx_random_key(res, seed)); }
+char* mlxc_random_uniform(mlx_array* res, const int* shape, size_t n, mlx_dtype dt, float lo, float hi, mlx_array key, mlx_stream s) {
+  char* err = NULL;
+  mlx_array l = mlx_array_new_float32(lo), h = mlx_array_new_float32(hi);
+  reset();
+  TRY(mlx_random_uniform(res, l, h, shape, n, dt, key, s));
+done:
+  mlx_array_free(l);
+  mlx_array_free(h);
+  return err;
+}
 char* mlxc_random_normal(mlx_array* res, const int* shape, size_t n, mlx_dtype dt, float loc, float scale, mlx_array key, mlx_stream s) {
   CALL(mlx_random_normal(res, shape, n, dt, loc, scale, key, s));
 }
@@ -327,7 +356,7 @@ void mlxc_st_free(mlxc_st* st) {
 // ---- Llama block ----
 
 // Temporaries of the block live in one pool freed at the end.
-#define POOL 64
+#define POOL 512
 typedef struct {
   mlx_array a[POOL];
   int n;
@@ -355,31 +384,39 @@ static int heads(pool* p, mlx_array* res, mlx_array x, int B, int L, int n, int 
   return mlx_transpose_axes(res, *r, perm, 4, s);
 }
 
-char* mlxc_llama_block(mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_array x,
-                       const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
-                       mlx_array k_cache, mlx_array v_cache, int offset, int eval, mlx_stream s) {
+// block_core is one Llama decoder layer on x [B, L, hidden]. Positions come
+// from offset, or per row from offsets ([B] int32) when its ctx is set; the
+// cache (k_cache/v_cache, ctx NULL for none) is concatenated before the new
+// keys; attention is causal, or uses mask (boolean, broadcastable to
+// [B, heads, L, keys]) when its ctx is set. Temporaries go to p.
+static char* block_core(pool* p, mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_array x,
+                        const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
+                        mlx_array k_cache, mlx_array v_cache, int offset, mlx_array offsets,
+                        mlx_array mask, mlx_stream s) {
   char* err = NULL;
-  pool p;
-  p.n = 0;
-  reset();
   if (mlx_array_ndim(x) != 3) return strdup("mlxc: block input must be [batch, tokens, hidden]");
   const int* xs = mlx_array_shape(x);
-  int B = xs[0], L = xs[1], H = xs[2];
+  int B = xs[0], L = xs[1];
   int nh = cfg->n_heads, nkv = cfg->n_kv_heads, hd = cfg->head_dim;
   mlx_optional_float base = {cfg->rope_base, cfg->rope_freqs.ctx == NULL};
 
-  mlx_array *h = fresh(&p), *q = fresh(&p), *k = fresh(&p), *v = fresh(&p);
+  mlx_array *h = fresh(p), *q = fresh(p), *k = fresh(p), *v = fresh(p);
   TRY(mlx_fast_rms_norm(h, x, w->attn_norm, cfg->eps, s));
-  TRY(linear(&p, q, *h, &w->q, s));
-  TRY(linear(&p, k, *h, &w->k, s));
-  TRY(linear(&p, v, *h, &w->v, s));
-  mlx_array *qh = fresh(&p), *kh = fresh(&p), *vh = fresh(&p), *qr = fresh(&p), *kr = fresh(&p);
-  TRY(heads(&p, qh, *q, B, L, nh, hd, s));
-  TRY(heads(&p, kh, *k, B, L, nkv, hd, s));
-  TRY(heads(&p, vh, *v, B, L, nkv, hd, s));
-  TRY(mlx_fast_rope(qr, *qh, hd, false, base, 1.0f, offset, cfg->rope_freqs, s));
-  TRY(mlx_fast_rope(kr, *kh, hd, false, base, 1.0f, offset, cfg->rope_freqs, s));
-  mlx_array *kall = fresh(&p), *vall = fresh(&p);
+  TRY(linear(p, q, *h, &w->q, s));
+  TRY(linear(p, k, *h, &w->k, s));
+  TRY(linear(p, v, *h, &w->v, s));
+  mlx_array *qh = fresh(p), *kh = fresh(p), *vh = fresh(p), *qr = fresh(p), *kr = fresh(p);
+  TRY(heads(p, qh, *q, B, L, nh, hd, s));
+  TRY(heads(p, kh, *k, B, L, nkv, hd, s));
+  TRY(heads(p, vh, *v, B, L, nkv, hd, s));
+  if (offsets.ctx != NULL) {
+    TRY(mlx_fast_rope_dynamic(qr, *qh, hd, false, base, 1.0f, offsets, cfg->rope_freqs, s));
+    TRY(mlx_fast_rope_dynamic(kr, *kh, hd, false, base, 1.0f, offsets, cfg->rope_freqs, s));
+  } else {
+    TRY(mlx_fast_rope(qr, *qh, hd, false, base, 1.0f, offset, cfg->rope_freqs, s));
+    TRY(mlx_fast_rope(kr, *kh, hd, false, base, 1.0f, offset, cfg->rope_freqs, s));
+  }
+  mlx_array *kall = fresh(p), *vall = fresh(p);
   if (k_cache.ctx != NULL) {
     mlx_array pk[2] = {k_cache, *kr}, pv[2] = {v_cache, *vh};
     mlx_vector_array vk = mlx_vector_array_new_data(pk, 2), vv = mlx_vector_array_new_data(pv, 2);
@@ -393,35 +430,127 @@ char* mlxc_llama_block(mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_a
     TRY(mlx_array_set(vall, *vh));
   }
   mlx_array none = {NULL};
-  mlx_array *att = fresh(&p), *att2 = fresh(&p), *att3 = fresh(&p), *o = fresh(&p), *x1 = fresh(&p);
+  mlx_array *att = fresh(p), *att2 = fresh(p), *att3 = fresh(p), *o = fresh(p), *x1 = fresh(p);
   float scale = 1.0f / sqrtf((float)hd);
-  TRY(mlx_fast_scaled_dot_product_attention(att, *qr, *kall, *vall, scale, L > 1 ? "causal" : "", none, none, s));
+  if (mask.ctx != NULL) {
+    TRY(mlx_fast_scaled_dot_product_attention(att, *qr, *kall, *vall, scale, "array", mask, none, s));
+  } else {
+    TRY(mlx_fast_scaled_dot_product_attention(att, *qr, *kall, *vall, scale, L > 1 ? "causal" : "", none, none, s));
+  }
   int perm[4] = {0, 2, 1, 3};
   int flat[3] = {B, L, nh * hd};
   TRY(mlx_transpose_axes(att2, *att, perm, 4, s));
   TRY(mlx_reshape(att3, *att2, flat, 3, s));
-  TRY(linear(&p, o, *att3, &w->o, s));
+  TRY(linear(p, o, *att3, &w->o, s));
   TRY(mlx_add(x1, x, *o, s));
-  mlx_array *h2 = fresh(&p), *g = fresh(&p), *u = fresh(&p), *sg = fresh(&p), *act = fresh(&p), *m = fresh(&p), *d = fresh(&p);
+  mlx_array *h2 = fresh(p), *g = fresh(p), *u = fresh(p), *sg = fresh(p), *act = fresh(p), *m = fresh(p), *d = fresh(p);
   TRY(mlx_fast_rms_norm(h2, *x1, w->mlp_norm, cfg->eps, s));
-  TRY(linear(&p, g, *h2, &w->gate, s));
-  TRY(linear(&p, u, *h2, &w->up, s));
+  TRY(linear(p, g, *h2, &w->gate, s));
+  TRY(linear(p, u, *h2, &w->up, s));
   TRY(mlx_sigmoid(sg, *g, s));
   TRY(mlx_multiply(act, *g, *sg, s));
   TRY(mlx_multiply(m, *act, *u, s));
-  TRY(linear(&p, d, *m, &w->down, s));
+  TRY(linear(p, d, *m, &w->down, s));
   TRY(mlx_add(out, *x1, *d, s));
   TRY(mlx_array_set(k_out, *kall));
   TRY(mlx_array_set(v_out, *vall));
-  (void)H;
-  if (eval) {
+done:
+  return err;
+}
+
+char* mlxc_llama_block(mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_array x,
+                       const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
+                       mlx_array k_cache, mlx_array v_cache, int offset, int eval, mlx_stream s) {
+  char* err = NULL;
+  pool p;
+  p.n = 0;
+  mlx_array none = {NULL};
+  reset();
+  err = block_core(&p, out, k_out, v_out, x, w, cfg, k_cache, v_cache, offset, none, none, s);
+  if (err == NULL && eval) {
     mlx_array res[3] = {*out, *k_out, *v_out};
     mlx_vector_array vr = mlx_vector_array_new_data(res, 3);
     int rc = mlx_eval(vr);
     mlx_vector_array_free(vr);
-    TRY(rc);
+    if (rc != 0) err = take("mlx_eval failed");
+  }
+  for (int i = 0; i < p.n; i++) mlx_array_free(p.a[i]);
+  return err;
+}
+
+char* mlxc_llama_block_padded(mlx_array* out, mlx_array* k_outs, mlx_array* v_outs, mlx_array x,
+                              const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
+                              const mlx_array* k_caches, const mlx_array* v_caches, const int* lens,
+                              mlx_stream s) {
+  char* err = NULL;
+  pool p;
+  p.n = 0;
+  reset();
+  if (mlx_array_ndim(x) != 3 || mlx_array_shape(x)[1] != 1) return strdup("mlxc: padded block input must be [batch, 1, hidden]");
+  int B = mlx_array_shape(x)[0];
+  if (B > (POOL - 80) / 2) return strdup("mlxc: padded block: too many rows");
+  int T = 0;
+  for (int i = 0; i < B; i++) {
+    if (lens[i] <= 0) return strdup("mlxc: padded block: every row needs a cache");
+    if (lens[i] > T) T = lens[i];
+  }
+  mlx_array* kp = malloc(sizeof(mlx_array) * 2 * B);
+  mlx_array* vp = kp + B;
+  bool* keep = malloc(sizeof(bool) * B * (T + 1));
+  mlx_array zero = mlx_array_new_float32(0);
+  mlx_array offs = mlx_array_new_data(lens, &B, 1, MLX_INT32);
+  int mshape[4] = {B, 1, 1, T + 1};
+  for (int i = 0; i < B; i++)
+    for (int j = 0; j <= T; j++) keep[i * (T + 1) + j] = j >= T - lens[i];
+  mlx_array mask = mlx_array_new_data(keep, mshape, 4, MLX_BOOL);
+  mlx_array *kc = fresh(&p), *vc = fresh(&p), *kall = fresh(&p), *vall = fresh(&p);
+  int npad = 0;
+  for (int i = 0; i < B; i++) {
+    // Left padding keeps every row's tokens at the end, so the new token
+    // lands at column T for all rows and each row's cache is one slice.
+    if (lens[i] == T) {
+      kp[i] = k_caches[i];
+      vp[i] = v_caches[i];
+      continue;
+    }
+    int ax = 2, lo = T - lens[i], hi = 0;
+    mlx_array *a = fresh(&p), *b = fresh(&p);
+    npad++;
+    TRY(mlx_pad(a, k_caches[i], &ax, 1, &lo, 1, &hi, 1, zero, "constant", s));
+    TRY(mlx_pad(b, v_caches[i], &ax, 1, &lo, 1, &hi, 1, zero, "constant", s));
+    kp[i] = *a;
+    vp[i] = *b;
+  }
+  {
+    mlx_vector_array vk = mlx_vector_array_new_data(kp, B), vv = mlx_vector_array_new_data(vp, B);
+    int rk = mlx_concatenate_axis(kc, vk, 0, s);
+    int rv = rk ? 1 : mlx_concatenate_axis(vc, vv, 0, s);
+    mlx_vector_array_free(vk);
+    mlx_vector_array_free(vv);
+    TRY(rk || rv);
+  }
+  {
+    char* e = block_core(&p, out, kall, vall, x, w, cfg, *kc, *vc, 0, offs, mask, s);
+    if (e != NULL) {
+      err = e;
+      goto done;
+    }
+  }
+  for (int i = 0; i < B; i++) {
+    const int* sh = mlx_array_shape(*kall);
+    int start[4] = {i, 0, T - lens[i], 0}, stop[4] = {i + 1, sh[1], T + 1, sh[3]}, str[4] = {1, 1, 1, 1};
+    k_outs[i] = mlx_array_new();
+    v_outs[i] = mlx_array_new();
+    TRY(mlx_slice(&k_outs[i], *kall, start, 4, stop, 4, str, 4, s));
+    TRY(mlx_slice(&v_outs[i], *vall, start, 4, stop, 4, str, 4, s));
   }
 done:
+  (void)npad;
   for (int i = 0; i < p.n; i++) mlx_array_free(p.a[i]);
+  mlx_array_free(zero);
+  mlx_array_free(offs);
+  mlx_array_free(mask);
+  free(kp);
+  free(keep);
   return err;
 }

@@ -22,6 +22,7 @@ char* mlxc_synchronize(mlx_stream s);
 
 char* mlxc_default_stream(mlx_stream* res, int want_gpu);
 char* mlxc_gpu_available(int* res);
+char* mlxc_default_device_gpu(int* res);
 char* mlxc_stream_string(mlx_stream s, char** out);
 
 char* mlxc_matmul(mlx_array* res, mlx_array a, mlx_array b, mlx_stream s);
@@ -42,6 +43,7 @@ char* mlxc_quantize(mlx_array* wq, mlx_array* scales, mlx_array* biases, mlx_arr
 char* mlxc_dequantize(mlx_array* res, mlx_array wq, mlx_array scales, mlx_array biases, int group, int bits, mlx_stream s);
 char* mlxc_quantized_matmul(mlx_array* res, mlx_array x, mlx_array wq, mlx_array scales, mlx_array biases, int transpose, int group, int bits, mlx_stream s);
 char* mlxc_random_key(mlx_array* res, uint64_t seed);
+char* mlxc_random_uniform(mlx_array* res, const int* shape, size_t n, mlx_dtype dt, float lo, float hi, mlx_array key, mlx_stream s);
 char* mlxc_random_normal(mlx_array* res, const int* shape, size_t n, mlx_dtype dt, float loc, float scale, mlx_array key, mlx_stream s);
 
 char* mlxc_memory(size_t* active, size_t* peak, size_t* cache);
@@ -87,5 +89,15 @@ typedef struct {
 char* mlxc_llama_block(mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_array x,
                        const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
                        mlx_array k_cache, mlx_array v_cache, int offset, int eval, mlx_stream s);
+
+// Decode rows of different lengths in one batch: x [B, 1, hidden]; row i's
+// cache k_caches[i]/v_caches[i] is [1, kv, lens[i], hd]. The caches are
+// left-padded to the longest, masked, and rotated at per-row positions;
+// k_outs/v_outs (B each, filled) get each row's cache including the new
+// token.
+char* mlxc_llama_block_padded(mlx_array* out, mlx_array* k_outs, mlx_array* v_outs, mlx_array x,
+                              const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
+                              const mlx_array* k_caches, const mlx_array* v_caches, const int* lens,
+                              mlx_stream s);
 
 #endif

@@ -33,7 +33,9 @@ func AsyncEval(arrs ...*Array) error { return ErrNoMLX }
 type Stream struct{ _ int }
 
 func GPUAvailable() (bool, error)                      { return false, ErrNoMLX }
+func DefaultGPU() (bool, error)                        { return false, ErrNoMLX }
 func DefaultStream() (*Stream, error)                  { return nil, ErrNoMLX }
+func GPUStream() (*Stream, error)                      { return nil, ErrNoMLX }
 func CPUStream() (*Stream, error)                      { return nil, ErrNoMLX }
 func (s *Stream) GPU() bool                            { return false }
 func (s *Stream) String() string                       { return "Stream(no MLX)" }
@@ -71,6 +73,9 @@ func (s *Stream) QuantizedMatmul(x, wq, scales, biases *Array, transpose bool, g
 	return nil, ErrNoMLX
 }
 func RandomKey(seed uint64) (*Array, error) { return nil, ErrNoMLX }
+func (s *Stream) RandomUniform(key *Array, d DType, lo, hi float32, shape ...int) (*Array, error) {
+	return nil, ErrNoMLX
+}
 func (s *Stream) RandomNormal(key *Array, d DType, loc, scale float32, shape ...int) (*Array, error) {
 	return nil, ErrNoMLX
 }
@@ -87,4 +92,7 @@ func LoadSafetensors(path string, s *Stream) (map[string]*Array, map[string]stri
 }
 func (s *Stream) Block(cfg BlockConfig, w *BlockWeights, x, kCache, vCache *Array, offset int, eval bool) (BlockOutput, error) {
 	return BlockOutput{}, ErrNoMLX
+}
+func (s *Stream) BlockPadded(cfg BlockConfig, w *BlockWeights, x *Array, kCaches, vCaches []*Array, lens []int) (PaddedOutput, error) {
+	return PaddedOutput{}, ErrNoMLX
 }

@@ -109,3 +109,19 @@ type BlockOutput struct {
 func (o BlockOutput) Close() error {
 	return errors.Join(o.Out.Close(), o.K.Close(), o.V.Close())
 }
+
+// PaddedOutput is the result of Stream.BlockPadded: the layer output
+// [B, 1, hidden] and each row's cache extended by its new token.
+type PaddedOutput struct {
+	Out  *Array
+	K, V []*Array
+}
+
+// Close frees every array.
+func (o PaddedOutput) Close() error {
+	errs := []error{o.Out.Close()}
+	for i := range o.K {
+		errs = append(errs, o.K[i].Close(), o.V[i].Close())
+	}
+	return errors.Join(errs...)
+}

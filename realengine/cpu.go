@@ -85,7 +85,7 @@ func NewCPU(c Config, w *Weights, opt CPUOptions) (*CPU, error) {
 
 // Info implements Engine.
 func (e *CPU) Info() Info {
-	return Info{Engine: "cpu", Model: e.opt.Model, Device: fmt.Sprintf("cpu (%d threads)", e.opt.Threads), Config: e.cfg}
+	return Info{Engine: "cpu", Model: e.opt.Model, Device: fmt.Sprintf("cpu (%d threads)", e.opt.Threads), DType: "float32", Config: e.cfg}
 }
 
 // Admit implements Engine.

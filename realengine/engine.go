@@ -80,7 +80,8 @@ type Stats struct {
 type Info struct {
 	Engine string // "cpu", "mlx"
 	Model  string // preset name or model directory
-	Device string // e.g. "cpu (2 threads)", "gpu"
+	Device string // e.g. "cpu (2 threads)", "gpu (bfloat16)"
+	DType  string // weights and activations, e.g. "float32", "bfloat16"
 	Config Config
 }
 

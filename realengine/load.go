@@ -31,101 +31,157 @@ func LoadConfig(dir string) (Config, error) {
 // "biases" next to it, group size and bits from config.json) are dequantised
 // to float32. Tensors the Llama architecture does not use are ignored.
 func LoadModel(dir string) (Config, *Weights, error) {
-	c, err := LoadConfig(dir)
+	m, err := readModel(dir)
 	if err != nil {
 		return Config{}, nil, err
 	}
-	files, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
-	if err != nil {
-		return Config{}, nil, err
-	}
-	if len(files) == 0 {
-		return Config{}, nil, fmt.Errorf("%s: no *.safetensors files", dir)
-	}
-	sort.Strings(files)
-	type located struct {
-		Tensor
-		file string
-	}
-	all := map[string]located{}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	w := &Weights{Layers: make([]Layer, m.cfg.NumHiddenLayers)}
+	for _, s := range w.specs(m.cfg) {
+		t, err := m.tensor(s)
 		if err != nil {
 			return Config{}, nil, err
 		}
-		ts, _, err := ReadSafetensors(data)
-		if err != nil {
-			return Config{}, nil, fmt.Errorf("%s: %w", f, err)
-		}
-		for name, t := range ts {
-			if prev, dup := all[name]; dup {
-				return Config{}, nil, fmt.Errorf("%s: tensor %s also in %s", f, name, prev.file)
-			}
-			all[name] = located{t, f}
-		}
-	}
-	w := &Weights{Layers: make([]Layer, c.NumHiddenLayers)}
-	for _, s := range w.specs(c) {
-		t, ok := all[s.name]
-		if !ok {
-			return Config{}, nil, fmt.Errorf("%s: tensor %s missing", dir, s.name)
-		}
-		vals, err := loadTensor(c, s, t.Tensor, func(suffix string) (Tensor, bool) {
-			u, ok := all[strings.TrimSuffix(s.name, ".weight")+suffix]
-			return u.Tensor, ok
-		})
+		vals, err := t.float32s(m.cfg, s)
 		if err != nil {
 			return Config{}, nil, fmt.Errorf("%s: tensor %s: %w", t.file, s.name, err)
 		}
 		*s.field = vals
 	}
-	return c, w, nil
+	return m.cfg, w, nil
 }
 
-func loadTensor(c Config, s matrixSpec, t Tensor, sibling func(suffix string) (Tensor, bool)) ([]float32, error) {
+// modelFiles is a model directory's config and every tensor of its
+// safetensors files, not yet decoded.
+type modelFiles struct {
+	dir string
+	cfg Config
+	all map[string]located
+}
+
+type located struct {
+	Tensor
+	file string
+}
+
+func readModel(dir string) (*modelFiles, error) {
+	c, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s: no *.safetensors files", dir)
+	}
+	sort.Strings(files)
+	all := map[string]located{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		ts, _, err := ReadSafetensors(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		for name, t := range ts {
+			if prev, dup := all[name]; dup {
+				return nil, fmt.Errorf("%s: tensor %s also in %s", f, name, prev.file)
+			}
+			all[name] = located{t, f}
+		}
+	}
+	return &modelFiles{dir: dir, cfg: c, all: all}, nil
+}
+
+// modelTensor is one tensor of the Llama layout as stored: a float tensor,
+// or (Packed set) an MLX-quantised matrix with its scales and biases, whose
+// shapes are checked against the config.
+type modelTensor struct {
+	Float                  Tensor
+	Packed, Scales, Biases Tensor
+	file                   string
+}
+
+// tensor finds spec s in the files and checks its shape.
+func (m *modelFiles) tensor(s matrixSpec) (modelTensor, error) {
+	t, ok := m.all[s.name]
+	if !ok {
+		return modelTensor{}, fmt.Errorf("%s: tensor %s missing", m.dir, s.name)
+	}
+	mt := modelTensor{file: t.file}
+	fail := func(err error) (modelTensor, error) {
+		return modelTensor{}, fmt.Errorf("%s: tensor %s: %w", t.file, s.name, err)
+	}
 	want := []int{s.rows}
 	if s.cols != 0 {
 		want = append(want, s.cols)
 	}
 	if t.DType != U32 {
 		if !equalShape(t.Shape, want) {
-			return nil, fmt.Errorf("shape %v, want %v", t.Shape, want)
+			return fail(fmt.Errorf("shape %v, want %v", t.Shape, want))
 		}
-		return t.Float32s()
+		mt.Float = t.Tensor
+		return mt, nil
 	}
-	q := c.Quantization
+	q := m.cfg.Quantization
 	if q == nil {
-		return nil, errors.New("U32 (quantised) weight but config.json has no quantization block")
+		return fail(errors.New("U32 (quantised) weight but config.json has no quantization block"))
 	}
 	if s.cols == 0 {
-		return nil, errors.New("a vector cannot be quantised")
+		return fail(errors.New("a vector cannot be quantised"))
 	}
 	per := 32 / q.Bits
 	if s.cols%q.GroupSize != 0 {
-		return nil, fmt.Errorf("%d columns are not a multiple of group_size %d", s.cols, q.GroupSize)
+		return fail(fmt.Errorf("%d columns are not a multiple of group_size %d", s.cols, q.GroupSize))
 	}
 	if !equalShape(t.Shape, []int{s.rows, s.cols / per}) {
-		return nil, fmt.Errorf("packed shape %v, want [%d %d] for %d-bit", t.Shape, s.rows, s.cols/per, q.Bits)
+		return fail(fmt.Errorf("packed shape %v, want [%d %d] for %d-bit", t.Shape, s.rows, s.cols/per, q.Bits))
 	}
-	packed, err := t.Uint32s()
+	mt.Packed = t.Tensor
+	gshape := []int{s.rows, s.cols / q.GroupSize}
+	for _, u := range []struct {
+		dst    *Tensor
+		suffix string
+	}{{&mt.Scales, ".scales"}, {&mt.Biases, ".biases"}} {
+		v, ok := m.all[strings.TrimSuffix(s.name, ".weight")+u.suffix]
+		if !ok {
+			return fail(fmt.Errorf("quantised weight without %s", u.suffix[1:]))
+		}
+		if !equalShape(v.Shape, gshape) {
+			return fail(fmt.Errorf("%s shape %v, want %v", u.suffix[1:], v.Shape, gshape))
+		}
+		if v.DType == U32 {
+			return fail(fmt.Errorf("%s: want a float dtype, got %s", u.suffix[1:], v.DType))
+		}
+		*u.dst = v.Tensor
+	}
+	return mt, nil
+}
+
+func (mt modelTensor) quantised() bool { return mt.Packed.DType == U32 }
+
+// float32s decodes the tensor, dequantising a packed matrix.
+func (mt modelTensor) float32s(c Config, s matrixSpec) ([]float32, error) {
+	if !mt.quantised() {
+		return mt.Float.Float32s()
+	}
+	packed, err := mt.Packed.Uint32s()
 	if err != nil {
 		return nil, err
 	}
-	gshape := []int{s.rows, s.cols / q.GroupSize}
-	var sb [2][]float32
-	for i, suffix := range []string{".scales", ".biases"} {
-		u, ok := sibling(suffix)
-		if !ok {
-			return nil, fmt.Errorf("quantised weight without %s", suffix[1:])
-		}
-		if !equalShape(u.Shape, gshape) {
-			return nil, fmt.Errorf("%s shape %v, want %v", suffix[1:], u.Shape, gshape)
-		}
-		if sb[i], err = u.Float32s(); err != nil {
-			return nil, fmt.Errorf("%s: %w", suffix[1:], err)
-		}
+	sc, err := mt.Scales.Float32s()
+	if err != nil {
+		return nil, fmt.Errorf("scales: %w", err)
 	}
-	return Dequantize(packed, sb[0], sb[1], s.rows, s.cols, q.GroupSize, q.Bits)
+	bi, err := mt.Biases.Float32s()
+	if err != nil {
+		return nil, fmt.Errorf("biases: %w", err)
+	}
+	q := c.Quantization
+	return Dequantize(packed, sc, bi, s.rows, s.cols, q.GroupSize, q.Bits)
 }
 
 func equalShape(a, b []int) bool {

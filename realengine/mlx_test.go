@@ -5,7 +5,10 @@ package realengine
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,9 +24,22 @@ func newMLXForChecks(t testing.TB, c Config, w *Weights) Engine {
 	return e
 }
 
-func TestMLXMatchesReference(t *testing.T)   { checkMatchesReference(t, newMLXForChecks, 1e-3) }
-func TestMLXBatchedEqualsAlone(t *testing.T) { checkBatchedEqualsAlone(t, newMLXForChecks, 1e-3) }
-func TestMLXChunkedPrefill(t *testing.T)     { checkChunkedPrefill(t, newMLXForChecks, 1e-3) }
+func TestMLXMatchesReference(t *testing.T) { checkMatchesReference(t, newMLXForChecks, 1e-3) }
+func TestMLXBatchedEqualsAlone(t *testing.T) {
+	for _, b := range []struct {
+		name string
+		mode batching
+	}{{"auto", batchAuto}, {"groups", batchGroups}, {"padded", batchPadded}} {
+		t.Run(b.name, func(t *testing.T) {
+			checkBatchedEqualsAlone(t, func(t testing.TB, c Config, w *Weights) Engine {
+				e := newMLXForChecks(t, c, w).(*MLX)
+				e.batching = b.mode
+				return e
+			}, 1e-4)
+		})
+	}
+}
+func TestMLXChunkedPrefill(t *testing.T) { checkChunkedPrefill(t, newMLXForChecks, 1e-3) }
 func TestMLXOpenGPUOnCPUBuild(t *testing.T) {
 	gpu, err := mlxc.GPUAvailable()
 	require.NoError(t, err)
@@ -212,4 +228,368 @@ func TestMLXGroupedEqualsAlone(t *testing.T) {
 		}
 	}
 	assert.Equal(t, aloneToks, got)
+}
+
+// TestMLXDTypesMatchReference runs the reference checks' shapes in half
+// precision: logits within half-precision error of the float64 reference,
+// and the greedy token the reference's wherever its top two logits are
+// further apart than that error.
+func TestMLXDTypesMatchReference(t *testing.T) {
+	for _, tt := range []struct {
+		dtype string
+		tol   float64
+	}{{"float16", 1e-2}, {"bfloat16", 2e-2}} {
+		t.Run(tt.dtype, func(t *testing.T) {
+			for _, preset := range []string{"tiny", "small"} {
+				c, err := Preset(preset)
+				require.NoError(t, err)
+				w, err := RandomWeights(c, 7)
+				require.NoError(t, err)
+				e, err := NewMLX(c, w, Options{Model: preset, DType: tt.dtype, RecordLogits: true})
+				require.NoError(t, err)
+				defer e.Close()
+				assert.Equal(t, tt.dtype, e.Info().DType)
+				assert.Equal(t, "cpu ("+tt.dtype+")", e.Info().Device)
+				assert.Equal(t, tt.dtype, e.layers[0].Q.W.DType().String(), "weights are stored in the dtype")
+				prompt := randomPrompt(rand.New(rand.NewPCG(1, 2)), 9, c.VocabSize)
+				toks, logits := generate(t, e, 1, prompt, 4)
+				all := append(append([]int32(nil), prompt...), toks[:len(toks)-1]...)
+				ref, err := ReferenceLogits(c, w, all)
+				require.NoError(t, err)
+				for i := range toks {
+					row := ref[len(prompt)-1+i]
+					d := maxRelDiff(logits[i], row)
+					assert.Less(t, d, tt.tol, "%s step %d", preset, i)
+					assert.Greater(t, d, 1e-5, "%s step %d: too close to the reference for %s", preset, i, tt.dtype)
+					best, second, top := refTop2(row)
+					if row[best]-second > 2*tt.tol*top {
+						assert.Equal(t, int32(best), toks[i], "%s step %d greedy token", preset, i)
+					}
+				}
+			}
+		})
+	}
+}
+
+// refTop2 returns the argmax, the second largest value and max|v|.
+func refTop2(v []float64) (best int, second, top float64) {
+	second = math.Inf(-1)
+	for j, x := range v {
+		top = math.Max(top, math.Abs(x))
+		if x > v[best] {
+			best = j
+		}
+	}
+	for j, x := range v {
+		if j != best && x > second {
+			second = x
+		}
+	}
+	return best, second, top
+}
+
+// deviceWeights reads an engine's weights back from the device in float32,
+// dequantising packed matrices in Go (Dequantize, the format's definition).
+func deviceWeights(t *testing.T, e *MLX) *Weights {
+	t.Helper()
+	w := &Weights{Layers: make([]Layer, e.cfg.NumHiddenLayers)}
+	for _, sp := range w.specs(e.cfg) {
+		l, ok := e.tensors[sp.name]
+		require.True(t, ok, sp.name)
+		if l.Scales == nil {
+			v, err := l.W.Float32()
+			require.NoError(t, err)
+			*sp.field = v
+			continue
+		}
+		packed, err := l.W.Uint32()
+		require.NoError(t, err)
+		sc, err := l.Scales.Float32()
+		require.NoError(t, err)
+		bi, err := l.Biases.Float32()
+		require.NoError(t, err)
+		*sp.field, err = Dequantize(packed, sc, bi, sp.rows, sp.cols, l.GroupSize, l.Bits)
+		require.NoError(t, err)
+	}
+	return w
+}
+
+// TestMLXQuantizeOnLoad quantises float weights on load: every matrix
+// (embedding and head included) is packed with group size 64, and the
+// logits match the float64 reference on the dequantised weights within the
+// dtype's error, while differing from the unquantised model's.
+func TestMLXQuantizeOnLoad(t *testing.T) {
+	c, err := Preset("small")
+	require.NoError(t, err)
+	w, err := RandomWeights(c, 4)
+	require.NoError(t, err)
+	prompt := randomPrompt(rand.New(rand.NewPCG(4, 4)), 9, c.VocabSize)
+	dense, err := ReferenceLogits(c, w, prompt)
+	require.NoError(t, err)
+	for _, tt := range []struct {
+		bits  int
+		dtype string
+		tol   float64
+	}{
+		{8, "float32", 1e-3}, {4, "float32", 1e-3},
+		// MLX's Linux CPU kernel for quantised matmuls without SIMD
+		// (backend/cpu/quantized.cpp, _qmm_t) sums in the compute type, so
+		// half-precision errors grow with the dot length: bfloat16's 8-bit
+		// mantissa loses about ten times float16's accuracy here. Its GPU
+		// kernels accumulate in float32.
+		{8, "bfloat16", 0.15}, {4, "float16", 2e-2},
+	} {
+		t.Run(fmt.Sprintf("q%d-%s", tt.bits, tt.dtype), func(t *testing.T) {
+			e, err := NewMLX(c, w, Options{Model: "small", DType: tt.dtype, Quantize: tt.bits, RecordLogits: true})
+			require.NoError(t, err)
+			defer e.Close()
+			assert.Equal(t, fmt.Sprintf("cpu (%s, %d-bit groups of 64)", tt.dtype, tt.bits), e.Info().Device)
+			for _, l := range []mlxc.Linear{e.embed, e.head, e.layers[0].Q, e.layers[3].Down} {
+				require.NotNil(t, l.Scales)
+				assert.Equal(t, mlxc.Uint32, l.W.DType())
+				assert.Equal(t, tt.bits, l.Bits)
+				assert.Equal(t, 64, l.GroupSize)
+				assert.Equal(t, tt.dtype, l.Scales.DType().String())
+			}
+			ref, err := ReferenceLogits(c, deviceWeights(t, e), prompt)
+			require.NoError(t, err)
+			_, logits := generate(t, e, 1, prompt, 1)
+			last := len(prompt) - 1
+			assert.Less(t, maxRelDiff(logits[0], ref[last]), tt.tol)
+			if tt.dtype == "float32" {
+				assert.Greater(t, maxRelDiff(logits[0], dense[last]), 3*tt.tol, "quantisation must change the logits")
+			}
+		})
+	}
+	_, err = NewMLX(c, w, Options{Quantize: 5})
+	assert.ErrorContains(t, err, "quantize 5 not supported")
+	cq := c
+	cq.Quantization = &Quantization{GroupSize: 64, Bits: 4}
+	_, err = NewMLX(cq, w, Options{Model: "m", Quantize: 8})
+	assert.ErrorContains(t, err, "model m is quantised to 4 bits; quantize 8 would quantise it again")
+}
+
+// TestMLXRandomPreset draws a preset's weights on the device: the same seed
+// gives the same model, another seed another; the draws follow
+// RandomWeights' ranges.
+func TestMLXRandomPreset(t *testing.T) {
+	prompt := []int32{5, 9, 2, 7}
+	run := func(opt Options) ([]int32, [][]float32, *MLX) {
+		opt.Model, opt.RecordLogits = "tiny", true
+		eng, err := Open("mlx", opt)
+		require.NoError(t, err)
+		t.Cleanup(func() { eng.Close() })
+		toks, logits := generate(t, eng, 1, prompt, 3)
+		return toks, logits, eng.(*MLX)
+	}
+	t1, l1, e := run(Options{Seed: 1})
+	t2, l2, _ := run(Options{Seed: 1})
+	assert.Equal(t, t1, t2)
+	assert.Equal(t, l1, l2)
+	_, l3, _ := run(Options{Seed: 2})
+	assert.NotEqual(t, l1, l3)
+	q, err := e.layers[0].Q.W.Float32()
+	require.NoError(t, err)
+	a := math.Sqrt(3.0 / 64)
+	var ss float64
+	for _, v := range q {
+		require.LessOrEqual(t, math.Abs(float64(v)), a)
+		ss += float64(v) * float64(v)
+	}
+	assert.InDelta(t, 1.0/64, ss/float64(len(q)), 0.1/64, "variance 1/fan_in")
+	nrm, err := e.layers[1].MLPNorm.Float32()
+	require.NoError(t, err)
+	for _, v := range nrm {
+		require.InDelta(t, 1, v, 0.1)
+	}
+	_, _, eb := run(Options{Seed: 1, DType: "bfloat16", Quantize: 4})
+	assert.Equal(t, "cpu (bfloat16, 4-bit groups of 64)", eb.Info().Device)
+}
+
+// TestMLXLoadQuantisedKeepsPacked loads mlx-community style directories
+// (uint32 packed weights, float scales and biases) and requires the device
+// to hold the file's packed words bit for bit, scales and biases exactly
+// when the engine's dtype holds them, and logits equal to the float64
+// reference on the Go-dequantised weights.
+func TestMLXLoadQuantisedKeepsPacked(t *testing.T) {
+	c, w := tinyModel(t, 12)
+	prompt := randomPrompt(rand.New(rand.NewPCG(12, 12)), 7, c.VocabSize)
+	for _, tt := range []struct {
+		name    string
+		bits    int
+		scales  DType // as written in the file
+		dtype   string
+		tol     float64
+		inexact bool // the engine's dtype cannot hold the file's scales
+	}{
+		{"q4 f32 scales", 4, F32, "float32", 1e-3, false},
+		{"q8 f32 scales", 8, F32, "float32", 1e-3, false},
+		{"q4 bf16 scales in float32", 4, BF16, "float32", 1e-3, false},
+		// bfloat16 quantised matmuls sum in bfloat16 on MLX's CPU (see
+		// TestMLXQuantizeOnLoad).
+		{"q4 bf16 scales in bfloat16", 4, BF16, "bfloat16", 6e-2, false},
+		{"q8 f16 scales in float16", 8, F16, "float16", 1e-2, false},
+		{"q4 f32 scales in bfloat16", 4, F32, "bfloat16", 6e-2, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, SaveModel(dir, c, w, SaveOptions{Bits: tt.bits, GroupSize: 32}))
+			if tt.scales != F32 {
+				rewriteScales(t, dir, tt.scales)
+			}
+			m, err := readModel(dir)
+			require.NoError(t, err)
+			cd, wd, err := LoadModel(dir)
+			require.NoError(t, err)
+			ref, err := ReferenceLogits(cd, wd, prompt)
+			require.NoError(t, err)
+			eng, err := Open("mlx", Options{Model: dir, DType: tt.dtype, RecordLogits: true})
+			require.NoError(t, err)
+			defer eng.Close()
+			e := eng.(*MLX)
+			quantised := 0
+			for _, sp := range wd.specs(cd) {
+				l := e.tensors[sp.name]
+				ft, err := m.tensor(sp)
+				require.NoError(t, err)
+				if !ft.quantised() {
+					assert.Nil(t, l.Scales, sp.name)
+					continue
+				}
+				quantised++
+				require.NotNil(t, l.Scales, sp.name)
+				assert.Equal(t, tt.bits, l.Bits)
+				assert.Equal(t, 32, l.GroupSize)
+				want, err := ft.Packed.Uint32s()
+				require.NoError(t, err)
+				got, err := l.W.Uint32()
+				require.NoError(t, err)
+				require.Equal(t, want, got, "%s: packed words as in the file", sp.name)
+				for _, p := range []struct {
+					file Tensor
+					dev  *mlxc.Array
+				}{{ft.Scales, l.Scales}, {ft.Biases, l.Biases}} {
+					assert.Equal(t, tt.dtype, p.dev.DType().String())
+					fv, err := p.file.Float32s()
+					require.NoError(t, err)
+					dv, err := p.dev.Float32()
+					require.NoError(t, err)
+					if tt.inexact {
+						assert.InDeltaSlice(t, fv, dv, 1e-2*absMax(fv))
+					} else {
+						require.Equal(t, fv, dv, "%s: scales and biases as in the file", sp.name)
+					}
+				}
+			}
+			assert.Equal(t, 7*c.NumHiddenLayers+1, quantised, "every matrix of a tied model")
+			_, logits := generate(t, eng, 1, prompt, 1)
+			assert.Less(t, maxRelDiff(logits[0], ref[len(prompt)-1]), tt.tol)
+		})
+	}
+}
+
+// TestMLXLoadQuantisedErrors: a directory whose files disagree with its
+// config fails in one line naming the file and the tensor.
+func TestMLXLoadQuantisedErrors(t *testing.T) {
+	c, w := tinyModel(t, 13)
+	dir := t.TempDir()
+	require.NoError(t, SaveModel(dir, c, w, SaveOptions{Bits: 4, GroupSize: 32}))
+	cfg, err := os.ReadFile(dir + "/config.json")
+	require.NoError(t, err)
+	bad := strings.Replace(string(cfg), `"bits": 4`, `"bits": 8`, 1)
+	require.NotEqual(t, string(cfg), bad)
+	require.NoError(t, os.WriteFile(dir+"/config.json", []byte(bad), 0o644))
+	_, err = Open("mlx", Options{Model: dir})
+	require.Error(t, err)
+	assert.Equal(t, "engine mlx: "+dir+"/model.safetensors: tensor model.embed_tokens.weight: packed shape [256 8], want [256 16] for 8-bit", err.Error())
+	assert.NotContains(t, err.Error(), "\n")
+}
+
+func absMax(v []float32) float64 {
+	var m float64
+	for _, x := range v {
+		m = math.Max(m, math.Abs(float64(x)))
+	}
+	return m
+}
+
+// rewriteScales re-encodes a saved model's scales and biases in dt, as
+// mlx-community files store them in the model's float type.
+func rewriteScales(t *testing.T, dir string, dt DType) {
+	t.Helper()
+	path := dir + "/model.safetensors"
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	ts, meta, err := ReadSafetensors(data)
+	require.NoError(t, err)
+	for name, tn := range ts {
+		if strings.HasSuffix(name, ".scales") || strings.HasSuffix(name, ".biases") {
+			v, err := tn.Float32s()
+			require.NoError(t, err)
+			ts[name], err = FloatTensor(v, tn.Shape, dt)
+			require.NoError(t, err)
+		}
+	}
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	require.NoError(t, WriteSafetensors(f, ts, meta))
+	require.NoError(t, f.Close())
+}
+
+// BenchmarkMLXMixedDecode decodes batch sequences whose contexts all
+// differ (prompts of 16 to 271 tokens), with one Block call per length
+// (groups) or one padded call (padded); every 64 steps the sequences are
+// replaced outside the timer.
+func BenchmarkMLXMixedDecode(b *testing.B) {
+	for _, batch := range []int{8, 32} {
+		for _, m := range []struct {
+			name string
+			mode batching
+		}{{"groups", batchGroups}, {"padded", batchPadded}} {
+			b.Run(fmt.Sprintf("small/batch=%d/%s", batch, m.name), func(b *testing.B) {
+				c, w, err := LoadWeights("small", 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				e, err := NewMLX(c, w, Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer e.Close()
+				e.batching = m.mode
+				r := rand.New(rand.NewPCG(1, 1))
+				ctx := context.Background()
+				next := SeqID(0)
+				refill := func() {
+					for id := next - SeqID(batch); id < next && id >= 0; id++ {
+						_ = e.Retire(id)
+					}
+					for i := 0; i < batch; i++ {
+						n := 16 + i*256/batch + r.IntN(256/batch)
+						if err := e.Admit(Sequence{ID: next, Prompt: randomPrompt(r, n, c.VocabSize)}); err != nil {
+							b.Fatal(err)
+						}
+						next++
+					}
+					if _, err := e.Step(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				refill()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if i > 0 && i%64 == 0 {
+						b.StopTimer()
+						refill()
+						b.StartTimer()
+					}
+					if _, err := e.Step(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
+	}
 }

@@ -2,6 +2,7 @@ package realengine
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -20,6 +21,32 @@ type Options struct {
 	Threads int
 	// RecordLogits copies logits into every SeqOutput (tests).
 	RecordLogits bool
+	// DType is the mlx engine's weight and activation type, one of
+	// DTypeNames; "" picks float32 on a CPU and bfloat16 on a GPU. The cpu
+	// engine computes in float32 only.
+	DType string
+	// Quantize, when 4 or 8, makes the mlx engine quantise every matrix
+	// whose columns split into groups of 64 on load (MLX affine
+	// quantisation, as mlx-lm's convert -q does); 0 keeps the weights as
+	// they come. A model directory already quantised to other bits is an
+	// error.
+	Quantize int
+}
+
+// DTypeNames lists the values of Options.DType.
+func DTypeNames() []string { return []string{"float32", "float16", "bfloat16"} }
+
+// QuantizeGroupSize is the group size of Options.Quantize, mlx-lm's default.
+const QuantizeGroupSize = 64
+
+func (o Options) check() error {
+	if o.DType != "" && !slices.Contains(DTypeNames(), o.DType) {
+		return fmt.Errorf("dtype %q not supported (%s)", o.DType, strings.Join(DTypeNames(), ", "))
+	}
+	if o.Quantize != 0 && o.Quantize != 4 && o.Quantize != 8 {
+		return fmt.Errorf("quantize %d not supported (4 or 8 bits, or 0 for none)", o.Quantize)
+	}
+	return nil
 }
 
 // EngineNames lists the engines Open knows, whether or not this build has
@@ -29,10 +56,19 @@ func EngineNames() []string { return []string{"cpu", "mlx"} }
 // Open builds the named engine. The mlx engine exists only in builds with
 // the mlx tag; otherwise Open says so.
 func Open(engine string, opt Options) (Engine, error) {
+	if err := opt.check(); err != nil {
+		return nil, fmt.Errorf("engine %s: %w", engine, err)
+	}
 	switch engine {
 	case "cpu":
 		if opt.Device != "" && opt.Device != "cpu" {
 			return nil, fmt.Errorf("engine cpu: device %q not supported (only cpu)", opt.Device)
+		}
+		if opt.DType != "" && opt.DType != "float32" {
+			return nil, fmt.Errorf("engine cpu: dtype %q not supported (only float32; use --engine mlx)", opt.DType)
+		}
+		if opt.Quantize != 0 {
+			return nil, fmt.Errorf("engine cpu: quantize %d not supported (the cpu engine computes in float32; use --engine mlx)", opt.Quantize)
 		}
 		c, w, err := LoadWeights(opt.Model, opt.Seed)
 		if err != nil {

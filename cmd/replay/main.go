@@ -48,6 +48,7 @@ const usage = `replay: run batching policies against a real engine in wall-clock
 
 Usage:
   replay [--trace F] [--policy SPEC] [--engine cpu|mlx] [--model PRESET|DIR]
+         [--device cpu|gpu] [--dtype float32|float16|bfloat16] [--quantize 4|8]
          [--profile NAME|FILE | --mode M --max-batch N] [--clients N --think D]
          [--speedup X] [--max-requests N] [--duration D] [--timeout D]
          [--out results.parquet] [--steps steps.parquet] [--json] [--force]
@@ -76,7 +77,7 @@ const calibrateUsage = `replay calibrate: measure an engine's step times and wri
 
 Usage:
   replay calibrate --engine cpu --model PRESET|DIR --out profile.json [--grid SPEC]
-         [--mode continuous] [--max-batch 32] [--overhead-ms 0] [--force]
+         [--device cpu|gpu] [--dtype T] [--quantize 4|8] [--mode continuous] [--max-batch 32] [--overhead-ms 0] [--force]
 
 The grid is 'default', 'small', or keys such as
 'prefill=0,16,64;decode=0,1,4,16;context=16,128;warmup=2;repeats=5;seed=1'
@@ -86,6 +87,7 @@ the maximum relative error of the fit.
 Examples:
   replay calibrate --engine cpu --model small --out small.json
   replay calibrate --model tiny --grid small --out tiny.json --max-batch 16
+  replay calibrate --engine mlx --model llama-3.2-1b --dtype bfloat16 --quantize 4 --out l1b.json
 
 Flags:
 `
@@ -99,15 +101,17 @@ const (
 type usageError struct{ error }
 
 type engineFlags struct {
-	engine, model, device string
-	maxContext, threads   int
-	seed                  uint64
+	engine, model, device, dtype  string
+	maxContext, threads, quantize int
+	seed                          uint64
 }
 
 func (e *engineFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&e.engine, "engine", "cpu", "engine: cpu or mlx (mlx needs a build with -tags mlx)")
 	fs.StringVar(&e.model, "model", "small", "model preset ("+strings.Join(realengine.PresetNames(), ", ")+") or model directory")
-	fs.StringVar(&e.device, "device", "", "engine device (default: the engine's)")
+	fs.StringVar(&e.device, "device", "", "engine device: cpu or gpu (default: mlx takes the GPU when MLX has one)")
+	fs.StringVar(&e.dtype, "dtype", "", "mlx engine: weight and activation type, "+strings.Join(realengine.DTypeNames(), ", ")+" (default float32 on CPU, bfloat16 on GPU)")
+	fs.IntVar(&e.quantize, "quantize", 0, "mlx engine: quantise the model's matrices on load to 4 or 8 bits, group size 64 (0: as loaded)")
 	fs.IntVar(&e.maxContext, "max-context", 0, "cap tokens per sequence (0: the model's limit)")
 	fs.IntVar(&e.threads, "threads", 0, "cpu engine threads (0: GOMAXPROCS-1, which is the number of CPUs unless GOMAXPROCS is set)")
 	fs.Uint64Var(&e.seed, "seed", 1, "seed of random weights, prompt token ids and the simulator's jitter")
@@ -119,7 +123,7 @@ func (e *engineFlags) open() (realengine.Engine, error) {
 		// Leave one P to the driver loop (see main).
 		threads = max(1, runtime.GOMAXPROCS(0)-1)
 	}
-	eng, err := realengine.Open(e.engine, realengine.Options{Model: e.model, Seed: e.seed, Device: e.device, MaxContext: e.maxContext, Threads: threads})
+	eng, err := realengine.Open(e.engine, realengine.Options{Model: e.model, Seed: e.seed, Device: e.device, DType: e.dtype, Quantize: e.quantize, MaxContext: e.maxContext, Threads: threads})
 	if err != nil {
 		return nil, usageError{err}
 	}

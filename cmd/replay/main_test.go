@@ -43,6 +43,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--policy", "fixd"}, "unknown policy"},
 		{[]string{"--model", "nosuch", "--max-requests", "5"}, "unknown model preset"},
 		{[]string{"--engine", "warp", "--model", "tiny"}, "warp"},
+		{[]string{"--trace", seedTrace, "--model", "tiny", "--dtype", "int8", "--quiet"}, `dtype "int8" not supported (float32, float16, bfloat16)`},
+		{[]string{"calibrate", "--model", "tiny", "--dtype", "bfloat16", "--out", filepath.Join(dir, "p.json")}, `engine cpu: dtype "bfloat16" not supported (only float32`},
+		{[]string{"calibrate", "--model", "tiny", "--quantize", "4", "--out", filepath.Join(dir, "p.json")}, "engine cpu: quantize 4 not supported"},
 		{[]string{"--trace", filepath.Join(dir, "none.parquet"), "--model", "tiny"}, "none.parquet"},
 		{[]string{"--trace", seedTrace, "--model", "tiny", "--clients", "1", "--max-requests", "3", "--out", exists, "--quiet"}, "already exists"},
 	} {
