@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -590,6 +591,133 @@ func BenchmarkMLXMixedDecode(b *testing.B) {
 				}
 				b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "tokens/s")
 			})
+		}
+	}
+}
+
+// TestMLXPipelinedStepsEqual: steps whose graph was built while the
+// previous step computed give bit-identical tokens and logits to steps
+// built in their own step, for equal and different lengths.
+func TestMLXPipelinedStepsEqual(t *testing.T) {
+	c, w := tinyModel(t, 14)
+	r := rand.New(rand.NewPCG(14, 14))
+	prompts := [][]int32{randomPrompt(r, 5, c.VocabSize), randomPrompt(r, 5, c.VocabSize), randomPrompt(r, 11, c.VocabSize)}
+	run := func(pipeline bool) ([][]SeqOutput, int) {
+		e := newMLXForChecks(t, c, w).(*MLX)
+		e.pipeline = pipeline
+		var steps [][]SeqOutput
+		for i, p := range prompts {
+			require.NoError(t, e.Admit(Sequence{ID: SeqID(i), Prompt: p}))
+			for s := 0; s < 3; s++ {
+				res, err := e.Step(context.Background())
+				require.NoError(t, err)
+				steps = append(steps, res.Outputs)
+			}
+		}
+		require.NoError(t, e.Retire(1))
+		for s := 0; s < 3; s++ {
+			res, err := e.Step(context.Background())
+			require.NoError(t, err)
+			steps = append(steps, res.Outputs)
+		}
+		return steps, e.specHits
+	}
+	serial, hits := run(false)
+	assert.Zero(t, hits)
+	piped, hits := run(true)
+	assert.Equal(t, 3*2+2, hits, "every step after the first of a stable batch")
+	assert.Equal(t, serial, piped)
+}
+
+// BenchmarkMLXStepOverhead measures the Go-side overhead of a decode step:
+// everything in Step (graph building, cgo crossings, bookkeeping, token
+// read-back) that is not MLX computing. Each iteration times one Step, then
+// (untimed) builds a graph of the same step shape on the same caches and
+// times only its evaluation; overhead-% is 100·median(step − eval) /
+// median(step), medians because the 2-core machine is shared and a busy
+// neighbour stretches single steps. "pipelined" builds the next step's
+// graph while the current one computes (the engine's mode on a GPU);
+// "serial" builds each graph in its own step (its mode on a CPU, where
+// MLX's async_eval does not overlap, see MLX.pipeline).
+func BenchmarkMLXStepOverhead(b *testing.B) {
+	for _, preset := range []string{"small", "tiny"} {
+		for _, batch := range []int{1, 8} {
+			for _, mode := range []string{"pipelined", "serial"} {
+				b.Run(fmt.Sprintf("%s/batch=%d/%s", preset, batch, mode), func(b *testing.B) {
+					c, w, err := LoadWeights(preset, 1)
+					if err != nil {
+						b.Fatal(err)
+					}
+					e, err := NewMLX(c, w, Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer e.Close()
+					e.pipeline = mode == "pipelined"
+					r := rand.New(rand.NewPCG(1, 1))
+					ctx := context.Background()
+					next := SeqID(0)
+					refill := func() {
+						for id := next - SeqID(batch); id < next && id >= 0; id++ {
+							_ = e.Retire(id)
+						}
+						for i := 0; i < batch; i++ {
+							if err := e.Admit(Sequence{ID: next, Prompt: randomPrompt(r, 64, c.VocabSize)}); err != nil {
+								b.Fatal(err)
+							}
+							next++
+						}
+						for i := 0; i < 2; i++ { // prefill, then a first decode so the pipeline is primed
+							if _, err := e.Step(ctx); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+					refill()
+					var steps, diffs, builds []float64
+					b.ReportAllocs()
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						if i > 0 && i%128 == 0 {
+							b.StopTimer()
+							refill()
+							b.StartTimer()
+						}
+						t0 := time.Now()
+						if _, err := e.Step(ctx); err != nil {
+							b.Fatal(err)
+						}
+						step := time.Since(t0)
+						b.StopTimer()
+						var rows []*mlxRow
+						for _, sq := range e.order {
+							rows = append(rows, &mlxRow{sq: sq, count: 1})
+						}
+						tb := time.Now()
+						outs, err := e.build(ctx, rows, false)
+						if err != nil {
+							b.Fatal(err)
+						}
+						builds = append(builds, float64(time.Since(tb).Microseconds()))
+						t1 := time.Now()
+						if err := mlxc.Eval(outs...); err != nil {
+							b.Fatal(err)
+						}
+						eval := time.Since(t1)
+						freeRows(rows)
+						steps = append(steps, float64(step.Microseconds()))
+						diffs = append(diffs, float64((step - eval).Microseconds()))
+						b.StartTimer()
+					}
+					med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+					ms, md := med(steps), med(diffs)
+					b.ReportMetric(ms, "step-µs")
+					b.ReportMetric(md, "overhead-µs")
+					b.ReportMetric(med(builds), "build-µs")
+					b.ReportMetric(100*md/ms, "overhead-%")
+					b.ReportMetric(float64(batch)*1e6/ms, "tokens/s")
+				})
+			}
 		}
 	}
 }
