@@ -393,8 +393,14 @@ static int linear(pool* p, mlx_array* res, mlx_array x, const mlxc_linear* l, ml
   return mlx_matmul(res, x, *wt, s);
 }
 
-// heads reshapes [B, L, n*hd] to [B, n, L, hd].
+// heads reshapes [B, L, n*hd] to [B, n, L, hd]. With one token the
+// transpose only moves a unit axis, so one reshape does it: graph nodes are
+// most of a decode step's Go-side cost.
 static int heads(pool* p, mlx_array* res, mlx_array x, int B, int L, int n, int hd, mlx_stream s) {
+  if (L == 1) {
+    int shape1[4] = {B, n, 1, hd};
+    return mlx_reshape(res, x, shape1, 4, s);
+  }
   int shape[4] = {B, L, n, hd};
   int perm[4] = {0, 2, 1, 3};
   mlx_array* r = fresh(p);
@@ -457,8 +463,12 @@ static char* block_core(pool* p, mlx_array* out, mlx_array* k_out, mlx_array* v_
   }
   int perm[4] = {0, 2, 1, 3};
   int flat[3] = {B, L, nh * hd};
-  TRY(mlx_transpose_axes(att2, *att, perm, 4, s));
-  TRY(mlx_reshape(att3, *att2, flat, 3, s));
+  if (L == 1) {
+    TRY(mlx_reshape(att3, *att, flat, 3, s));
+  } else {
+    TRY(mlx_transpose_axes(att2, *att, perm, 4, s));
+    TRY(mlx_reshape(att3, *att2, flat, 3, s));
+  }
   TRY(linear(p, o, *att3, &w->o, s));
   TRY(mlx_add(x1, x, *o, s));
   mlx_array *h2 = fresh(p), *g = fresh(p), *u = fresh(p), *sg = fresh(p), *act = fresh(p), *m = fresh(p), *d = fresh(p);
