@@ -871,9 +871,9 @@ func (e *MLX) inputs(g []*mlxRow, n, count int, lazy bool) (*mlxc.Array, error) 
 // padDecode says whether decoding rows go through one padded batch rather
 // than one group per cached length: whenever their lengths differ.
 // Measured (BenchmarkMLXMixedDecode, small preset, float32, MLX CPU on 2
-// shared and busy cores, contexts 16-271 all different, ms per step, two
-// runs each): batch 8 groups 27.1/33.0, padded 22.9/24.4; batch 32 groups
-// 198/137, padded 92/64. Padding wastes attention over the pads but runs
+// shared and busy cores, contexts 16-271 all different, ms per step, three
+// runs): batch 8 groups 26.4/21.9/25.1, padded 15.3/15.4/17.8; batch 32
+// groups 117/120/115, padded 80/84/94. Padding wastes attention over the pads but runs
 // every projection as one batched matmul per layer instead of one per
 // sequence, and builds a quarter as many graph nodes.
 func (e *MLX) padDecode(decode []*mlxRow) bool {
