@@ -965,6 +965,8 @@ func linearC(l Linear) (C.mlxc_linear, error) {
 			return c, err
 		}
 		c.group_size, c.bits = C.int(l.GroupSize), C.int(l.Bits)
+	} else if l.Transposed {
+		c.transposed = 1
 	}
 	return c, nil
 }

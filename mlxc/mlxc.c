@@ -90,10 +90,34 @@ char* mlxc_new_array(mlx_array* res, const void* data, const int* shape, int ndi
   return NULL;
 }
 
+static const void* data_of(mlx_array c, mlx_dtype storage) {
+  switch (storage) {
+    case MLX_FLOAT32: return mlx_array_data_float32(c);
+    case MLX_INT32: return mlx_array_data_int32(c);
+    case MLX_UINT32: return mlx_array_data_uint32(c);
+    case MLX_UINT16: return mlx_array_data_uint16(c);
+    default: return NULL;
+  }
+}
+
 char* mlxc_read(mlx_array a, mlx_dtype as, mlx_dtype storage, mlx_stream s, void* out, size_t nbytes) {
   char* err = NULL;
-  mlx_array t = mlx_array_new(), u = mlx_array_new(), c = mlx_array_new();
   reset();
+  // Fast path, e.g. a step's tokens: an array already of the wanted type
+  // and row-contiguous is copied out without building conversion nodes.
+  if (as == storage && mlx_array_dtype(a) == as && mlx_array_nbytes(a) == nbytes) {
+    if (mlx_array_eval(a) != 0) return take("mlx_array_eval failed");
+    bool rc = false;
+    if (_mlx_array_is_row_contiguous(&rc, a) == 0 && rc) {
+      const void* p = data_of(a, storage);
+      if (p != NULL) {
+        if (nbytes) memcpy(out, p, nbytes);
+        return NULL;
+      }
+    }
+    reset();
+  }
+  mlx_array t = mlx_array_new(), u = mlx_array_new(), c = mlx_array_new();
   TRY(mlx_astype(&t, a, as, s));
   if (storage != as) {
     TRY(mlx_view(&u, t, storage, s));
@@ -106,14 +130,7 @@ char* mlxc_read(mlx_array a, mlx_dtype as, mlx_dtype storage, mlx_stream s, void
     err = strdup("mlxc: read size mismatch");
     goto done;
   }
-  const void* p = NULL;
-  switch (storage) {
-    case MLX_FLOAT32: p = mlx_array_data_float32(c); break;
-    case MLX_INT32: p = mlx_array_data_int32(c); break;
-    case MLX_UINT32: p = mlx_array_data_uint32(c); break;
-    case MLX_UINT16: p = mlx_array_data_uint16(c); break;
-    default: err = strdup("mlxc: unsupported read dtype"); goto done;
-  }
+  const void* p = data_of(c, storage);
   if (p == NULL) {
     err = take("mlxc: array has no data");
     goto done;
@@ -370,13 +387,20 @@ static mlx_array* fresh(pool* p) {
 static int linear(pool* p, mlx_array* res, mlx_array x, const mlxc_linear* l, mlx_stream s) {
   if (l->scales.ctx != NULL)
     return mlx_quantized_matmul(res, x, l->w, l->scales, l->biases, true, opt_int(l->group_size), opt_int(l->bits), "affine", s);
+  if (l->transposed) return mlx_matmul(res, x, l->w, s);
   mlx_array* wt = fresh(p);
   if (mlx_transpose(wt, l->w, s) != 0) return 1;
   return mlx_matmul(res, x, *wt, s);
 }
 
-// heads reshapes [B, L, n*hd] to [B, n, L, hd].
+// heads reshapes [B, L, n*hd] to [B, n, L, hd]. With one token the
+// transpose only moves a unit axis, so one reshape does it: graph nodes are
+// most of a decode step's Go-side cost.
 static int heads(pool* p, mlx_array* res, mlx_array x, int B, int L, int n, int hd, mlx_stream s) {
+  if (L == 1) {
+    int shape1[4] = {B, n, 1, hd};
+    return mlx_reshape(res, x, shape1, 4, s);
+  }
   int shape[4] = {B, L, n, hd};
   int perm[4] = {0, 2, 1, 3};
   mlx_array* r = fresh(p);
@@ -439,8 +463,12 @@ static char* block_core(pool* p, mlx_array* out, mlx_array* k_out, mlx_array* v_
   }
   int perm[4] = {0, 2, 1, 3};
   int flat[3] = {B, L, nh * hd};
-  TRY(mlx_transpose_axes(att2, *att, perm, 4, s));
-  TRY(mlx_reshape(att3, *att2, flat, 3, s));
+  if (L == 1) {
+    TRY(mlx_reshape(att3, *att, flat, 3, s));
+  } else {
+    TRY(mlx_transpose_axes(att2, *att, perm, 4, s));
+    TRY(mlx_reshape(att3, *att2, flat, 3, s));
+  }
   TRY(linear(p, o, *att3, &w->o, s));
   TRY(mlx_add(x1, x, *o, s));
   mlx_array *h2 = fresh(p), *g = fresh(p), *u = fresh(p), *sg = fresh(p), *act = fresh(p), *m = fresh(p), *d = fresh(p);

@@ -65,10 +65,12 @@ char* mlxc_st_meta(mlxc_st* st, const char** keys, const char** vals, size_t cap
 void mlxc_st_free(mlxc_st* st);
 
 // A linear layer in the Hugging Face [out, in] layout: dense when
-// scales.ctx is NULL, else MLX affine-quantised.
+// scales.ctx is NULL, else MLX affine-quantised. A dense w with transposed
+// set holds [in, out] (e.g. a transposed view made once at load).
 typedef struct {
   mlx_array w, scales, biases;
   int group_size, bits;
+  int transposed;
 } mlxc_linear;
 
 typedef struct {

@@ -83,6 +83,10 @@ type Mask struct {
 type Linear struct {
 	W, Scales, Biases *Array
 	GroupSize, Bits   int
+	// Transposed (dense only): W already holds the [in, out] transpose, so
+	// y = x·W and no transpose node is built per call. A transposed view
+	// made once at load costs no copy.
+	Transposed bool
 }
 
 // BlockWeights are one Llama decoder layer's tensors.

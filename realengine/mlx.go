@@ -50,6 +50,14 @@ type MLX struct {
 	maxCtx   int
 	closed   bool
 	batching batching
+	spec     *mlxSpec
+	// pipeline builds the next step's graph while MLX computes the current
+	// one (mlxSpec). Only on a GPU: MLX's CPU backend throttles async_eval
+	// to ten tasks in flight (transforms.cpp, MAX_ACTIVE_TASKS), so a
+	// step's ~150 nodes make AsyncEval as blocking as Eval there, and the
+	// split costs ~90 µs more than one Eval (measured, small, batch 1).
+	pipeline bool
+	specHits int // steps that ran a graph built during the previous one
 	// evalTime sums the time spent inside mlxc.Eval, so benchmarks can
 	// tell Go-side overhead from MLX compute.
 	evalTime time.Duration
@@ -72,6 +80,7 @@ type mlxSeq struct {
 	err     error
 	n       int
 	lastTok int32
+	tok     *mlxc.Array   // lastTok on the device, [1] uint32, while decoding
 	k, v    []*mlxc.Array // per layer [1, kv_heads, n, head_dim]; nil before the first step
 }
 
@@ -80,7 +89,8 @@ func (sq *mlxSeq) free() {
 		sq.k[l].Close()
 		sq.v[l].Close()
 	}
-	sq.k, sq.v, sq.n = nil, nil, 0
+	sq.tok.Close()
+	sq.k, sq.v, sq.tok, sq.n = nil, nil, nil, 0
 }
 
 // openMLX loads a model directory, or draws a preset's random weights on
@@ -279,7 +289,7 @@ func newMLX(c Config, src tensorSource, quantizeDense bool, opt Options) (*MLX, 
 		s.Close()
 		return nil, err
 	}
-	e := &MLX{cfg: c, opt: opt, dtype: dt, s: s, seqs: map[SeqID]*mlxSeq{}, maxCtx: opt.MaxContext}
+	e := &MLX{cfg: c, opt: opt, dtype: dt, s: s, seqs: map[SeqID]*mlxSeq{}, maxCtx: opt.MaxContext, pipeline: s.GPU()}
 	e.quant = c.Quantization
 	if e.quant == nil && opt.Quantize != 0 {
 		e.quant = &Quantization{GroupSize: QuantizeGroupSize, Bits: opt.Quantize}
@@ -453,10 +463,18 @@ func (e *MLX) assemble(c Config, t map[string]mlxc.Linear) error {
 			if *d.dst, err = get(p + d.name + ".weight"); err != nil {
 				return err
 			}
+			if d.dst.Scales == nil {
+				// A transposed view, made once: the block then builds a
+				// matmul per projection and no transpose.
+				if d.dst.W, err = e.keep(e.s.Transpose(d.dst.W, 1, 0)); err != nil {
+					return err
+				}
+				d.dst.Transposed = true
+			}
 		}
 		e.layers = append(e.layers, b)
 	}
-	return nil
+	return mlxc.Eval(e.owned...)
 }
 
 // DType is the engine's weight and activation type.
@@ -496,6 +514,7 @@ func (e *MLX) Admit(s Sequence) error {
 			return fmt.Errorf("sequence %d: token %d at position %d outside vocabulary of %d", s.ID, t, i, e.cfg.VocabSize)
 		}
 	}
+	e.dropSpec()
 	sq := &mlxSeq{id: s.ID, prompt: slices.Clone(s.Prompt), chunk: max(0, s.PrefillChunk), pending: true}
 	e.seqs[s.ID] = sq
 	e.order = append(e.order, sq)
@@ -508,6 +527,7 @@ func (e *MLX) Retire(id SeqID) error {
 	if !ok {
 		return fmt.Errorf("sequence %d: %w", id, ErrUnknownSequence)
 	}
+	e.dropSpec()
 	sq.free()
 	delete(e.seqs, id)
 	e.order = slices.DeleteFunc(e.order, func(s *mlxSeq) bool { return s == sq })
@@ -534,6 +554,7 @@ func (e *MLX) Close() error {
 		return nil
 	}
 	e.closed = true
+	e.dropSpec()
 	for _, sq := range e.order {
 		sq.free()
 	}
@@ -599,22 +620,40 @@ func (e *MLX) Step(ctx context.Context) (StepResult, error) {
 			}
 		}
 	}
-	if len(rows) > 0 {
-		start := time.Now()
-		err := e.forward(ctx, rows)
-		res.Wall = time.Since(start)
-		if err != nil {
-			for _, r := range rows {
-				r.free()
-			}
+	if len(rows) == 0 {
+		e.fail(&res, failing)
+		return res, nil
+	}
+	start := time.Now()
+	var outs []*mlxc.Array
+	if sp := e.takeSpec(rows); sp != nil {
+		rows, outs = sp.rows, sp.outs
+		e.specHits++
+	} else {
+		var err error
+		if outs, err = e.build(ctx, rows, false); err != nil {
+			freeRows(rows)
 			return StepResult{}, err
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		freeRows(rows)
+		return StepResult{}, err
+	}
+	if e.pipeline {
+		if err := mlxc.AsyncEval(outs...); err != nil {
+			freeRows(rows)
+			return StepResult{}, err
+		}
+	}
+	// From here the step is committed. The caches move to their sequences
+	// while still lazy, so that the next step's graph can be built on them
+	// while MLX computes this one.
 	for _, r := range rows {
 		sq := r.sq
-		out := SeqOutput{ID: sq.id, Token: NoToken, Context: sq.n + r.count}
+		res.Outputs = append(res.Outputs, SeqOutput{ID: sq.id, Token: NoToken, Context: sq.n + r.count})
 		if sq.pending {
-			out.Prefill = r.count
+			res.Outputs[len(res.Outputs)-1].Prefill = r.count
 		}
 		for l := range sq.k {
 			sq.k[l].Close()
@@ -622,37 +661,144 @@ func (e *MLX) Step(ctx context.Context) (StepResult, error) {
 		}
 		sq.k, sq.v, r.k, r.v = r.k, r.v, nil, nil
 		sq.n += r.count
+		sq.tok.Close()
+		sq.tok = nil
 		if sq.n >= len(sq.prompt) {
-			t, err := r.tok.Int32()
-			if err != nil {
+			sq.pending = false
+			sq.tok, r.tok = r.tok, nil
+		}
+	}
+	e.fail(&res, failing)
+	if len(failing) == 0 {
+		e.speculate(rows)
+	}
+	t0 := time.Now()
+	err := mlxc.Eval(outs...)
+	e.evalTime += time.Since(t0)
+	if err != nil {
+		freeRows(rows)
+		return StepResult{}, err
+	}
+	for i, r := range rows {
+		sq := r.sq
+		if sq.tok == nil {
+			continue
+		}
+		// argmax gives uint32: reading it as such copies the word out with
+		// no conversion nodes (~50 µs less per step than Int32).
+		t, err := sq.tok.Uint32()
+		if err != nil {
+			freeRows(rows)
+			return StepResult{}, err
+		}
+		sq.lastTok = int32(t[0])
+		res.Outputs[i].Token = int32(t[0])
+		if e.opt.RecordLogits {
+			if res.Outputs[i].Logits, err = r.logits.Float32(); err != nil {
+				freeRows(rows)
 				return StepResult{}, err
 			}
-			out.Token = t[0]
-			if e.opt.RecordLogits {
-				if out.Logits, err = r.logits.Float32(); err != nil {
-					return StepResult{}, err
-				}
-			}
-			sq.pending = false
-			sq.lastTok = out.Token
 		}
-		r.free()
-		res.Outputs = append(res.Outputs, out)
 	}
+	freeRows(rows)
+	res.Wall = time.Since(start)
+	return res, nil
+}
+
+func freeRows(rows []*mlxRow) {
+	for _, r := range rows {
+		r.free()
+	}
+}
+
+// fail ends sequences whose context is full.
+func (e *MLX) fail(res *StepResult, failing []*mlxSeq) {
 	for _, sq := range failing {
 		sq.err = fmt.Errorf("sequence %d: %w (%d tokens)", sq.id, ErrContextFull, e.maxCtx)
 		res.Outputs = append(res.Outputs, SeqOutput{ID: sq.id, Context: sq.n, Err: sq.err})
 		sq.free()
 	}
-	return res, nil
 }
 
-// forward builds the step's lazy graph and evaluates it at once. Rows with
-// the same cached length and the same number of new tokens share one Block
-// call per layer (their caches stacked along the batch axis), since Block
-// shares one offset across its rows; rows of other lengths get their own
-// calls rather than padding and masks.
-func (e *MLX) forward(ctx context.Context, rows []*mlxRow) error {
+// mlxSpec is the next step's graph, built while the current one computes
+// (as mlx-lm's generate loop does with async_eval): it assumes every
+// running sequence decodes once more, on its last token still on the
+// device. Admit and Retire drop it.
+type mlxSpec struct {
+	rows []*mlxRow
+	outs []*mlxc.Array
+}
+
+// speculate builds the next step's graph when the next step is known: every
+// sequence just computed decodes next and nothing else runs.
+func (e *MLX) speculate(rows []*mlxRow) {
+	e.dropSpec()
+	if !e.pipeline {
+		return
+	}
+	live := 0
+	for _, sq := range e.order {
+		if sq.err == nil {
+			live++
+		}
+	}
+	if live != len(rows) {
+		return
+	}
+	next := make([]*mlxRow, 0, len(rows))
+	for _, sq := range e.order {
+		if sq.err != nil {
+			continue
+		}
+		if sq.pending || sq.tok == nil || sq.n+1 > e.maxCtx {
+			return
+		}
+		next = append(next, &mlxRow{sq: sq, count: 1})
+	}
+	outs, err := e.build(context.Background(), next, true)
+	if err != nil {
+		// Only an optimisation: the next step builds its graph again and
+		// reports the error then.
+		freeRows(next)
+		return
+	}
+	e.spec = &mlxSpec{rows: next, outs: outs}
+}
+
+// takeSpec returns the prepared graph when it is this step's.
+func (e *MLX) takeSpec(rows []*mlxRow) *mlxSpec {
+	sp := e.spec
+	if sp == nil {
+		return nil
+	}
+	e.spec = nil
+	if len(sp.rows) != len(rows) {
+		freeRows(sp.rows)
+		return nil
+	}
+	for i, r := range rows {
+		if sp.rows[i].sq != r.sq || r.count != 1 {
+			freeRows(sp.rows)
+			return nil
+		}
+	}
+	return sp
+}
+
+func (e *MLX) dropSpec() {
+	if e.spec != nil {
+		freeRows(e.spec.rows)
+		e.spec = nil
+	}
+}
+
+// build makes the step's lazy graph and returns the arrays to evaluate.
+// Rows with the same cached length and the same number of new tokens share
+// one Block call per layer (their caches stacked along the batch axis);
+// decoding rows of different lengths share one padded call (padDecode).
+// With lazy, decoding rows take their input token from the previous step's
+// device array rather than from lastTok.
+func (e *MLX) build(ctx context.Context, rows []*mlxRow, lazy bool) ([]*mlxc.Array, error) {
 	type key struct{ n, count int }
 	var keys []key
 	groups := map[key][]*mlxRow{}
@@ -682,36 +828,52 @@ func (e *MLX) forward(ctx context.Context, rows []*mlxRow) error {
 		}
 	}
 	if pad {
-		if err := e.padGroup(decode); err != nil {
-			return err
+		if err := e.padGroup(decode, lazy); err != nil {
+			return nil, err
 		}
 		collect(decode)
 	}
 	for _, k := range keys {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		g := groups[k]
-		if err := e.group(g, k.n, k.count); err != nil {
-			return err
+		if err := e.group(g, k.n, k.count, lazy); err != nil {
+			return nil, err
 		}
 		collect(g)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
+	return outs, nil
+}
+
+// inputs returns the token ids of g as an index array: prompt tokens for
+// prefill rows, the last token for decoding rows (with lazy, the previous
+// step's unevaluated argmax). The caller closes it.
+func (e *MLX) inputs(g []*mlxRow, n, count int, lazy bool) (*mlxc.Array, error) {
+	if lazy {
+		toks := make([]*mlxc.Array, len(g))
+		for i, r := range g {
+			toks[i] = r.sq.tok
+		}
+		return e.s.Concatenate(0, toks...)
 	}
-	t0 := time.Now()
-	err := mlxc.Eval(outs...)
-	e.evalTime += time.Since(t0)
-	return err
+	ids := make([]int32, 0, len(g)*count)
+	for _, r := range g {
+		if r.sq.pending {
+			ids = append(ids, r.sq.prompt[n:n+count]...)
+		} else {
+			ids = append(ids, r.sq.lastTok)
+		}
+	}
+	return mlxc.FromInt32(ids, len(ids))
 }
 
 // padDecode says whether decoding rows go through one padded batch rather
 // than one group per cached length: whenever their lengths differ.
 // Measured (BenchmarkMLXMixedDecode, small preset, float32, MLX CPU on 2
-// shared and busy cores, contexts 16-271 all different, ms per step, two
-// runs each): batch 8 groups 27.1/33.0, padded 22.9/24.4; batch 32 groups
-// 198/137, padded 92/64. Padding wastes attention over the pads but runs
+// shared and busy cores, contexts 16-271 all different, ms per step, three
+// runs): batch 8 groups 26.4/21.9/25.1, padded 15.3/15.4/17.8; batch 32
+// groups 117/120/115, padded 80/84/94. Padding wastes attention over the pads but runs
 // every projection as one batched matmul per layer instead of one per
 // sequence, and builds a quarter as many graph nodes.
 func (e *MLX) padDecode(decode []*mlxRow) bool {
@@ -735,17 +897,9 @@ func (e *MLX) padDecode(decode []*mlxRow) bool {
 
 // group builds the graph of rows that all hold n cached tokens and feed
 // count new ones.
-func (e *MLX) group(g []*mlxRow, n, count int) error {
+func (e *MLX) group(g []*mlxRow, n, count int, lazy bool) error {
 	h, G := e.cfg.HiddenSize, len(g)
-	ids := make([]int32, 0, G*count)
-	for _, r := range g {
-		if r.sq.pending {
-			ids = append(ids, r.sq.prompt[n:n+count]...)
-		} else {
-			ids = append(ids, r.sq.lastTok)
-		}
-	}
-	idx, err := mlxc.FromInt32(ids, len(ids))
+	idx, err := e.inputs(g, n, count, lazy)
 	if err != nil {
 		return err
 	}
@@ -908,16 +1062,15 @@ func (e *MLX) project(x *mlxc.Array) (*mlxc.Array, error) {
 // padGroup builds the graph of decoding rows of different cached lengths
 // as one batch: one BlockPadded call per layer (caches left-padded and
 // masked) instead of one Block call per length.
-func (e *MLX) padGroup(g []*mlxRow) error {
+func (e *MLX) padGroup(g []*mlxRow, lazy bool) error {
 	h, G := e.cfg.HiddenSize, len(g)
-	ids := make([]int32, G)
 	lens := make([]int, G)
 	for i, r := range g {
-		ids[i], lens[i] = r.sq.lastTok, r.sq.n
+		lens[i] = r.sq.n
 		r.k = make([]*mlxc.Array, len(e.layers))
 		r.v = make([]*mlxc.Array, len(e.layers))
 	}
-	idx, err := mlxc.FromInt32(ids, G)
+	idx, err := e.inputs(g, 0, 1, lazy)
 	if err != nil {
 		return err
 	}
