@@ -350,6 +350,9 @@ func printTable(w io.Writer, sums []sim.Summary) error {
 		} {
 			d := m.d
 			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", m.name, d.Mean, d.P50, d.P90, d.P95, d.P99, d.Max)
+			if ci := d.CI95; ci != nil {
+				fmt.Fprintf(tw, "  95%% CI\t%s\t%s\t\t%s\t%s\t\t\n", halfWidth(d.Mean, ci.Mean), bounds(ci.P50), bounds(ci.P95), bounds(ci.P99))
+			}
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -358,5 +361,26 @@ func printTable(w io.Writer, sums []sim.Summary) error {
 			fmt.Fprintf(w, "warning: %s\n", warn)
 		}
 	}
+	if m := sums[len(sums)-1].CIMethod; m != "" {
+		fmt.Fprintf(w, "note: %s\n", m)
+	}
 	return nil
+}
+
+// halfWidth renders a mean's interval as ±h, the larger distance from
+// the estimate to a bound (the t interval is symmetric up to rounding).
+func halfWidth(est float64, b *[2]float64) string {
+	if b == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("±%.3f", max(est-b[0], b[1]-est))
+}
+
+// bounds renders an interval as [lo,hi]; n/a when the sample is too small
+// (the warnings say how many samples it needs).
+func bounds(b *[2]float64) string {
+	if b == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("[%.3f,%.3f]", b[0], b[1])
 }
