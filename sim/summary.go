@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/batchkit/batchkit/sim/stats"
@@ -76,8 +77,10 @@ type Summary struct {
 	// Trimmed counts requests left out by warm-up and cool-down.
 	Trimmed int64 `json:"trimmed"`
 	// CIMethod says how the ci95 intervals were made.
-	CIMethod string   `json:"ci_method,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
+	CIMethod string `json:"ci_method,omitempty"`
+	// Runs is the spread over repeated runs (simrun --runs); nil for one.
+	Runs     *RunsSpread `json:"runs,omitempty"`
+	Warnings []string    `json:"warnings,omitempty"`
 }
 
 // JSON returns the summary as indented JSON.
@@ -522,7 +525,7 @@ func (m *samples) ci(level float64) *DistCI {
 	var ks []int64
 	var at [3][2]int
 	for i, q := range qs {
-		lo, hi, _ := stats.QuantileCIRanks(int(m.n), q, level)
+		lo, hi := quantileCIRanks(int(m.n), q, level)
 		if lo < 0 || int64(hi) >= m.n {
 			at[i] = [2]int{-1, -1}
 			if w := stats.QuantileWarning(int(m.n), q, level); w != "" {
@@ -557,6 +560,37 @@ func (m *samples) ci(level float64) *DistCI {
 		*outs[i] = &[2]float64{ms(float64(byK[at[i][0]])), ms(float64(byK[at[i][1]]))}
 	}
 	return ci
+}
+
+type ciKey struct {
+	n        int
+	q, level float64
+}
+
+// ciRanks caches QuantileCIRanks: its binomial searches cost more than the
+// rest of a small summary, and the metrics of a run, the seeds of --runs
+// and the resamples of a bootstrap mostly share n.
+var ciRanks struct {
+	sync.Mutex
+	m map[ciKey][2]int
+}
+
+func quantileCIRanks(n int, q, level float64) (int, int) {
+	k := ciKey{n, q, level}
+	ciRanks.Lock()
+	r, ok := ciRanks.m[k]
+	ciRanks.Unlock()
+	if ok {
+		return r[0], r[1]
+	}
+	lo, hi, _ := stats.QuantileCIRanks(n, q, level)
+	ciRanks.Lock()
+	if ciRanks.m == nil || len(ciRanks.m) > 4096 {
+		ciRanks.m = map[ciKey][2]int{}
+	}
+	ciRanks.m[k] = [2]int{lo, hi}
+	ciRanks.Unlock()
+	return lo, hi
 }
 
 // each calls fn with every stored value (µs) and how often it occurs.

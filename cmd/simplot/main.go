@@ -30,7 +30,8 @@ Kinds:
   hist      batch-size histogram for each results file
   timeline  queue depth, running sequences and batch sizes over time
   sweep     mean and p95 of a metric and overhead % over a swept parameter,
-            from sweep tables (simrun --sweep ... --table F)
+            from sweep tables (simrun --sweep ... --table F); 95 % CI error
+            bars from the table's _lo/_hi columns (simrun --runs N)
   panel     the 2×2 comparison: CDF, sweep (with --sweep/--sweep-measured),
             timeline and histogram
 

@@ -7,6 +7,7 @@ package series
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -149,12 +150,21 @@ func Panel(title, metric string, runs []Run) (plots.Panel, error) {
 
 // Sweep builds sweep curves of a metric ("window_wait", "ttft", "latency")
 // from sweep-table rows, one series per policy name and source; x is the
-// swept parameter's value.
+// swept parameter's value. A curve gets error bars from the table's 95 %
+// bounds (simrun --runs, or each run's own intervals) when every point of
+// it has them.
 func Sweep(rows []sim.TableRow, metric string, src plots.Source, prefix string) ([]plots.SweepSeries, string, error) {
-	pick := map[string]func(r *sim.TableRow) (float64, float64){
-		"window_wait": func(r *sim.TableRow) (float64, float64) { return r.WindowWaitMean, r.WindowWaitP95 },
-		"ttft":        func(r *sim.TableRow) (float64, float64) { return r.TTFTMean, r.TTFTP95 },
-		"latency":     func(r *sim.TableRow) (float64, float64) { return r.LatencyMean, r.LatencyP95 },
+	type stat struct{ y, lo, hi float64 }
+	pick := map[string]func(r *sim.TableRow) (mean, p95 stat){
+		"window_wait": func(r *sim.TableRow) (stat, stat) {
+			return stat{r.WindowWaitMean, r.WindowWaitMeanLo, r.WindowWaitMeanHi}, stat{r.WindowWaitP95, r.WindowWaitP95Lo, r.WindowWaitP95Hi}
+		},
+		"ttft": func(r *sim.TableRow) (stat, stat) {
+			return stat{r.TTFTMean, r.TTFTMeanLo, r.TTFTMeanHi}, stat{r.TTFTP95, r.TTFTP95Lo, r.TTFTP95Hi}
+		},
+		"latency": func(r *sim.TableRow) (stat, stat) {
+			return stat{r.LatencyMean, r.LatencyMeanLo, r.LatencyMeanHi}, stat{r.LatencyP95, r.LatencyP95Lo, r.LatencyP95Hi}
+		},
 	}[metric]
 	if pick == nil {
 		return nil, "", fmt.Errorf("sweep tables hold window_wait, ttft and latency, not %q", metric)
@@ -162,6 +172,9 @@ func Sweep(rows []sim.TableRow, metric string, src plots.Source, prefix string) 
 	byGroup := map[string]*plots.SweepSeries{}
 	var order []string
 	param := ""
+	add := func(c *plots.Curve, st stat) {
+		c.Y, c.Lo, c.Hi = append(c.Y, st.y), append(c.Lo, st.lo), append(c.Hi, st.hi)
+	}
 	for i := range rows {
 		r := &rows[i]
 		g := prefix + sweptPolicy(r.Policy, r.Param)
@@ -176,9 +189,9 @@ func Sweep(rows []sim.TableRow, metric string, src plots.Source, prefix string) 
 		}
 		mean, p95 := pick(r)
 		s.X = append(s.X, r.Value)
-		s.Mean.Y = append(s.Mean.Y, mean)
-		s.P95.Y = append(s.P95.Y, p95)
-		s.Overhead.Y = append(s.Overhead.Y, r.OverheadPct)
+		add(&s.Mean, mean)
+		add(&s.P95, p95)
+		add(&s.Overhead, stat{r.OverheadPct, r.OverheadPctLo, r.OverheadPctHi})
 	}
 	var out []plots.SweepSeries
 	for _, g := range order {
@@ -189,12 +202,29 @@ func Sweep(rows []sim.TableRow, metric string, src plots.Source, prefix string) 
 				break
 			}
 		}
+		for _, c := range []*plots.Curve{&s.Mean, &s.P95, &s.Overhead} {
+			if c.Y == nil || !bounded(c) {
+				c.Lo, c.Hi = nil, nil
+			}
+		}
 		out = append(out, *s)
 	}
 	if len(out) == 0 {
 		return nil, "", fmt.Errorf("sweep table has no rows")
 	}
 	return out, param, nil
+}
+
+// bounded reports whether every point of c has finite bounds around it;
+// tables from before the bounds existed read them as zeros.
+func bounded(c *plots.Curve) bool {
+	for i, y := range c.Y {
+		lo, hi := c.Lo[i], c.Hi[i]
+		if math.IsNaN(lo) || math.IsNaN(hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) || lo > y || hi < y || (lo == 0 && hi == 0 && y != 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // sweptPolicy is a swept run's spec without the swept key, so that every

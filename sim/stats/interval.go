@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
 	"gonum.org/v1/gonum/stat/distuv"
 )
@@ -85,11 +86,33 @@ func Quantile(sorted []float64, q float64) float64 {
 	return sorted[k] + f*(sorted[k+1]-sorted[k])
 }
 
+// tQuantiles caches tQuantile: inverting the incomplete beta function
+// costs tens of µs, more than a whole small summary, and callers ask for
+// the same few (level, df) pairs again and again.
+var tQuantiles struct {
+	sync.Mutex
+	m map[[2]float64]float64
+}
+
 func tQuantile(p, df float64) float64 {
 	if math.IsInf(df, 1) || df > 1e7 {
 		return distuv.UnitNormal.Quantile(p)
 	}
-	return distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.Quantile(p)
+	k := [2]float64{p, df}
+	tQuantiles.Lock()
+	v, ok := tQuantiles.m[k]
+	tQuantiles.Unlock()
+	if ok {
+		return v
+	}
+	v = distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.Quantile(p)
+	tQuantiles.Lock()
+	if tQuantiles.m == nil || len(tQuantiles.m) > 4096 {
+		tQuantiles.m = map[[2]float64]float64{}
+	}
+	tQuantiles.m[k] = v
+	tQuantiles.Unlock()
+	return v
 }
 
 func tCDF(x, df float64) float64 {
