@@ -40,10 +40,12 @@ func TestBatchSizesAndTimeline(t *testing.T) {
 	assert.Equal(t, []float64{2}, BatchSizes(results()))
 	ts := Timeline("g", plots.Measured, results())
 	// Queue: 1 at 0 ms, 2 at 1 ms, 0 at 2 ms (both dispatched); running: 2
-	// from 2 ms, 1 after 7 ms, 0 after 9 ms.
-	assert.Equal(t, []float64{0, 0.001, 0.002, 0.007, 0.009}, ts.Queue.T)
-	assert.Equal(t, []float64{1, 2, 0, 0, 0}, ts.Queue.V)
-	assert.Equal(t, []float64{0, 0, 2, 1, 0}, ts.Running.V)
+	// from 2 ms, 1 after 7 ms, 0 after 9 ms. The rejected request never
+	// queued for the engine.
+	assert.Equal(t, []float64{0, 0.001, 0.002}, ts.Queue.T)
+	assert.Equal(t, []float64{1, 2, 0}, ts.Queue.V)
+	assert.Equal(t, []float64{0.002, 0.007, 0.009}, ts.Running.T)
+	assert.Equal(t, []float64{2, 1, 0}, ts.Running.V)
 	assert.Equal(t, []float64{0.002}, ts.Batches.T)
 	assert.Equal(t, []float64{2}, ts.Batches.V)
 }
