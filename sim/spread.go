@@ -148,9 +148,11 @@ func spread(centre, sd float64, iv stats.Interval) Spread {
 
 // KeptResults returns the results a Collector with this trim would count
 // (total as for NewCollector), in arrival order, and how many it trims:
-// what a bootstrap of a run resamples. Arrival order is rebuilt from
-// ArrivalNS with ties broken by RequestID, which matches the run's own
-// order unless equal arrival times straddle a count-based trim boundary.
+// what a bootstrap of a run resamples. It sorts res in place and returns
+// a prefix of it, so a run of millions of requests is not copied.
+// Arrival order is rebuilt from ArrivalNS with ties broken by RequestID,
+// which matches the run's own order unless equal arrival times straddle
+// a count-based trim boundary.
 func KeptResults(res []Result, trim Trim, total int64) ([]Result, int64, error) {
 	if trim.CooldownN > 0 && total <= 0 {
 		return nil, 0, fmt.Errorf("cool-down by count needs a trace of known length")
@@ -158,7 +160,7 @@ func KeptResults(res []Result, trim Trim, total int64) ([]Result, int64, error) 
 	if len(res) == 0 {
 		return nil, 0, nil
 	}
-	byArrival := slices.Clone(res)
+	byArrival := res
 	slices.SortStableFunc(byArrival, func(a, b Result) int {
 		return cmp.Or(cmp.Compare(a.ArrivalNS, b.ArrivalNS), cmp.Compare(a.RequestID, b.RequestID))
 	})
