@@ -36,7 +36,7 @@ func TestKeptResultsMatchesCollector(t *testing.T) {
 // bootstrap interval of --runs on a fixed trace covers them ≈ 95 % of the
 // time.
 func TestBootstrapSpreadCoverage(t *testing.T) {
-	const trials, n, resamples, scale = 300, 200, 100, 10e6
+	const trials, n, resamples, scale = 200, 200, 50, 10e6
 	truth := [2]float64{scale / 1e6, -math.Log(0.5) * scale / 1e6}
 	var hits [2]int
 	r := rand.New(rand.NewPCG(3, 9))

@@ -100,6 +100,9 @@ func TestReadMemoryPerRequest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes a 200k-request results file")
 	}
+	if raceEnabled {
+		t.Skip("allocation figures are meaningless under the race detector")
+	}
 	const n = 200_000
 	path := writeResults(t, t.TempDir(), n)
 	alloc := func(f func()) float64 {
