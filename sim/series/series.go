@@ -504,10 +504,16 @@ func Sweep(rows []sim.TableRow, metric string, src plots.Source, prefix string) 
 			param = r.Param
 		}
 		mean, p95 := pick(r)
+		ov := stat{r.OverheadPct, r.OverheadPctLo, r.OverheadPctHi}
+		if r.Runs == 0 {
+			// A table written before the bounds existed reads them as 0.
+			nan := math.NaN()
+			mean.lo, mean.hi, p95.lo, p95.hi, ov.lo, ov.hi = nan, nan, nan, nan, nan, nan
+		}
 		s.X = append(s.X, r.Value)
 		add(&s.Mean, mean)
 		add(&s.P95, p95)
-		add(&s.Overhead, stat{r.OverheadPct, r.OverheadPctLo, r.OverheadPctHi})
+		add(&s.Overhead, ov)
 	}
 	var out []plots.SweepSeries
 	for _, g := range order {
@@ -531,12 +537,11 @@ func Sweep(rows []sim.TableRow, metric string, src plots.Source, prefix string) 
 	return out, param, nil
 }
 
-// bounded reports whether every point of c has finite bounds around it;
-// tables from before the bounds existed read them as zeros.
+// bounded reports whether every point of c has finite bounds around it.
 func bounded(c *plots.Curve) bool {
 	for i, y := range c.Y {
 		lo, hi := c.Lo[i], c.Hi[i]
-		if math.IsNaN(lo) || math.IsNaN(hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) || lo > y || hi < y || (lo == 0 && hi == 0 && y != 0) {
+		if math.IsNaN(lo) || math.IsNaN(hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) || lo > y || hi < y {
 			return false
 		}
 	}

@@ -70,9 +70,9 @@ func TestSweepGroupsBySpecWithoutSweptKey(t *testing.T) {
 func TestSweepErrorBarsFromTable(t *testing.T) {
 	nan := math.NaN()
 	rows := []sim.TableRow{
-		{Policy: "fixed:window=1ms", Param: "window", Value: 1, LatencyMean: 10, LatencyMeanLo: 9, LatencyMeanHi: 11,
+		{Policy: "fixed:window=1ms", Param: "window", Value: 1, Runs: 1, LatencyMean: 10, LatencyMeanLo: 9, LatencyMeanHi: 11,
 			LatencyP95: 20, LatencyP95Lo: 18, LatencyP95Hi: 23, OverheadPct: 1, OverheadPctLo: nan, OverheadPctHi: nan},
-		{Policy: "fixed:window=2ms", Param: "window", Value: 2, LatencyMean: 12, LatencyMeanLo: 11.5, LatencyMeanHi: 12.5,
+		{Policy: "fixed:window=2ms", Param: "window", Value: 2, Runs: 1, LatencyMean: 12, LatencyMeanLo: 11.5, LatencyMeanHi: 12.5,
 			LatencyP95: 25, LatencyP95Lo: nan, LatencyP95Hi: nan, OverheadPct: 2, OverheadPctLo: 1, OverheadPctHi: 3},
 	}
 	s, _, err := Sweep(rows, "latency", plots.Predicted, "")
@@ -85,4 +85,11 @@ func TestSweepErrorBarsFromTable(t *testing.T) {
 	bars, err := plots.ErrorBars(s[0].Mean.Y, s[0].Mean.Lo, s[0].Mean.Hi)
 	require.NoError(t, err)
 	assert.Equal(t, []plots.ErrorBar{{Low: 1, High: 1}, {Low: 0.5, High: 0.5}}, bars)
+	// A table from before the bounds (runs 0) draws no bars.
+	for i := range rows {
+		rows[i].Runs = 0
+	}
+	s, _, err = Sweep(rows, "latency", plots.Predicted, "")
+	require.NoError(t, err)
+	assert.Nil(t, s[0].Mean.Lo)
 }
