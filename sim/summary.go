@@ -1,13 +1,18 @@
 package sim
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
 	"math/bits"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/batchkit/batchkit/sim/stats"
 )
 
 // Dist summarises one metric: mean and exact quantiles (see samples for
@@ -19,7 +24,30 @@ type Dist struct {
 	P95  float64 `json:"p95"`
 	P99  float64 `json:"p99"`
 	Max  float64 `json:"max"`
+	// CI95 holds 95 % confidence intervals of the mean and of p50, p95
+	// and p99 (see Summary.CIMethod); nil for batch sizes, which are not
+	// one value per independent request.
+	CI95 *DistCI `json:"ci95,omitempty"`
 }
+
+// DistCI holds [lo, hi] bounds in the unit of its Dist. A bound pair is
+// null when the sample is too small for a finite interval; Warnings then
+// says how many samples it would need.
+type DistCI struct {
+	Mean     *[2]float64 `json:"mean"`
+	P50      *[2]float64 `json:"p50"`
+	P95      *[2]float64 `json:"p95"`
+	P99      *[2]float64 `json:"p99"`
+	Warnings []string    `json:"warnings,omitempty"`
+}
+
+// CILevel is the confidence level of the intervals in a Summary.
+const CILevel = 0.95
+
+// CIMethod names how a Summary's intervals are made.
+const CIMethod = "95 % CIs: mean by Student t, p50/p95/p99 by exact order statistics (binomial, coverage ≥ 95 %); " +
+	"both treat requests as independent, which queueing is not, so read them as a lower bound on the uncertainty " +
+	"and repeat runs (simrun --runs) for the run-to-run spread"
 
 // Summary is one run's report; its JSON keys are shared with replay.
 type Summary struct {
@@ -47,8 +75,12 @@ type Summary struct {
 	// nil when no bare run was made.
 	OverheadPct *float64 `json:"overhead_pct"`
 	// Trimmed counts requests left out by warm-up and cool-down.
-	Trimmed  int64    `json:"trimmed"`
-	Warnings []string `json:"warnings,omitempty"`
+	Trimmed int64 `json:"trimmed"`
+	// CIMethod says how the ci95 intervals were made.
+	CIMethod string `json:"ci_method,omitempty"`
+	// Runs is the spread over repeated runs (simrun --runs); nil for one.
+	Runs     *RunsSpread `json:"runs,omitempty"`
+	Warnings []string    `json:"warnings,omitempty"`
 }
 
 // JSON returns the summary as indented JSON.
@@ -174,6 +206,28 @@ func (c *Collector) Summary(policy, trace, profile string, seed uint64) Summary 
 	s.TTFTMS = c.ttft.dist()
 	s.LatencyMS = c.lat.dist()
 	s.TPOTMS = c.tpot.dist()
+	ciWarn := map[string][]string{} // warning → metrics it applies to
+	var ciOrder []string
+	for _, m := range []struct {
+		name string
+		d    *Dist
+		m    *samples
+	}{
+		{"window_wait_ms", &s.WindowWaitMS, &c.wait}, {"engine_queue_ms", &s.EngineQueueMS, &c.queue},
+		{"ttft_ms", &s.TTFTMS, &c.ttft}, {"latency_ms", &s.LatencyMS, &c.lat}, {"tpot_ms", &s.TPOTMS, &c.tpot},
+	} {
+		if m.m.n == 0 {
+			continue
+		}
+		m.d.CI95 = m.m.ci(CILevel)
+		for _, w := range m.d.CI95.Warnings {
+			if ciWarn[w] == nil {
+				ciOrder = append(ciOrder, w)
+			}
+			ciWarn[w] = append(ciWarn[w], m.name)
+		}
+		s.CIMethod = CIMethod
+	}
 	s.BatchSize = countDist(c.batch, c.batchN, c.batchSum)
 	if c.end > c.start {
 		s.MakespanS = float64(c.end-c.start) / 1e9
@@ -185,6 +239,9 @@ func (c *Collector) Summary(policy, trace, profile string, seed uint64) Summary 
 		s.Warnings = append(s.Warnings, "no request completed: every statistic is 0")
 	case s.Requests < 100:
 		s.Warnings = append(s.Warnings, fmt.Sprintf("only %d requests: p99 is close to the maximum", s.Requests))
+	}
+	for _, w := range ciOrder {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("%s: %s", strings.Join(ciWarn[w], ", "), w))
 	}
 	for _, m := range []*samples{&c.wait, &c.queue, &c.ttft, &c.lat, &c.tpot} {
 		if m.clamped > 0 {
@@ -439,6 +496,118 @@ func (m *samples) dist() Dist {
 		P95:  ms(q[2]),
 		P99:  ms(q[3]),
 		Max:  math.Round(float64(m.max)/1e3) / 1e3,
+	}
+}
+
+// ci gives the intervals of dist's mean and p50/p95/p99. The standard
+// deviation comes from the µs-rounded values the quantiles use (two
+// passes over what is stored, so the per-request path stays as it is);
+// rounding to 1 µs moves it by far less than the printed resolution.
+func (m *samples) ci(level float64) *DistCI {
+	ci := &DistCI{}
+	sum := float64(m.sumHi)*math.Exp2(64) + float64(m.sumLo) + float64(m.neg)
+	meanNS := sum / float64(m.n)
+	ms := func(us float64) float64 { return math.Round(us) / 1e3 }
+	if m.n >= 2 {
+		meanUS := meanNS / 1e3
+		var ss float64
+		m.each(func(v uint32, c int64) {
+			d := float64(v) - meanUS
+			ss += float64(c) * d * d
+		})
+		iv, _ := stats.MeanCIMoments(int(m.n), meanUS, math.Sqrt(ss/float64(m.n-1)), level)
+		ci.Mean = &[2]float64{ms(iv.Lo), ms(iv.Hi)}
+	} else {
+		ci.Warnings = append(ci.Warnings, fmt.Sprintf("need ≥ 2 samples for a %g %% CI of the mean; have %d", level*100, m.n))
+	}
+	qs := [3]float64{0.50, 0.95, 0.99}
+	outs := [3]**[2]float64{&ci.P50, &ci.P95, &ci.P99}
+	var ks []int64
+	var at [3][2]int
+	for i, q := range qs {
+		lo, hi := quantileCIRanks(int(m.n), q, level)
+		if lo < 0 || int64(hi) >= m.n {
+			at[i] = [2]int{-1, -1}
+			if w := stats.QuantileWarning(int(m.n), q, level); w != "" {
+				ci.Warnings = append(ci.Warnings, w)
+			}
+			continue
+		}
+		at[i] = [2]int{len(ks), len(ks) + 1}
+		ks = append(ks, int64(lo), int64(hi))
+	}
+	// ranks wants ascending ranks; bounds of higher quantiles are not
+	// below those of lower ones, but sort to be safe and map back.
+	order := make([]int, len(ks))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(ks[a], ks[b]) })
+	sortedKs := make([]int64, len(ks))
+	for i, j := range order {
+		sortedKs[i] = ks[j]
+	}
+	vals := make([]uint32, len(ks))
+	m.ranks(sortedKs, vals)
+	byK := make([]uint32, len(ks))
+	for i, j := range order {
+		byK[j] = vals[i]
+	}
+	for i := range qs {
+		if at[i][0] < 0 {
+			continue
+		}
+		*outs[i] = &[2]float64{ms(float64(byK[at[i][0]])), ms(float64(byK[at[i][1]]))}
+	}
+	return ci
+}
+
+type ciKey struct {
+	n        int
+	q, level float64
+}
+
+// ciRanks caches QuantileCIRanks: its binomial searches cost more than the
+// rest of a small summary, and the metrics of a run, the seeds of --runs
+// and the resamples of a bootstrap mostly share n.
+var ciRanks struct {
+	sync.Mutex
+	m map[ciKey][2]int
+}
+
+func quantileCIRanks(n int, q, level float64) (int, int) {
+	k := ciKey{n, q, level}
+	ciRanks.Lock()
+	r, ok := ciRanks.m[k]
+	ciRanks.Unlock()
+	if ok {
+		return r[0], r[1]
+	}
+	lo, hi, _ := stats.QuantileCIRanks(n, q, level)
+	ciRanks.Lock()
+	if ciRanks.m == nil || len(ciRanks.m) > 4096 {
+		ciRanks.m = map[ciKey][2]int{}
+	}
+	ciRanks.m[k] = [2]int{lo, hi}
+	ciRanks.Unlock()
+	return lo, hi
+}
+
+// each calls fn with every stored value (µs) and how often it occurs.
+func (m *samples) each(fn func(v uint32, c int64)) {
+	m.flush()
+	for _, v := range m.us {
+		fn(v, 1)
+	}
+	for ci, chunk := range m.counts {
+		for j, c := range chunk {
+			if c > 0 {
+				fn(uint32(ci<<chunkBits+j), int64(c))
+			}
+		}
+	}
+	for _, v := range m.over {
+		fn(v, 1)
 	}
 }
 

@@ -171,15 +171,48 @@ type TableRow struct {
 	MakespanS       float64 `parquet:"makespan_s"`
 	// OverheadPct is NaN when there was no bare run.
 	OverheadPct float64 `parquet:"overhead_pct"`
+
+	// Runs is the number of repeated runs (1 without --runs). With
+	// seeded runs every statistic above is the mean over them.
+	Runs int64 `parquet:"runs"`
+	// CIMethod says where the _lo/_hi bounds come from: the run's own
+	// per-request intervals, seeded runs or the bootstrap.
+	CIMethod string `parquet:"ci_method,dict"`
+	// 95 % confidence bounds of the plotted statistics; NaN where there
+	// is none (too few samples or runs; overhead of a single run).
+	WindowWaitMeanLo float64 `parquet:"window_wait_ms_mean_lo"`
+	WindowWaitMeanHi float64 `parquet:"window_wait_ms_mean_hi"`
+	WindowWaitP95Lo  float64 `parquet:"window_wait_ms_p95_lo"`
+	WindowWaitP95Hi  float64 `parquet:"window_wait_ms_p95_hi"`
+	TTFTMeanLo       float64 `parquet:"ttft_ms_mean_lo"`
+	TTFTMeanHi       float64 `parquet:"ttft_ms_mean_hi"`
+	TTFTP95Lo        float64 `parquet:"ttft_ms_p95_lo"`
+	TTFTP95Hi        float64 `parquet:"ttft_ms_p95_hi"`
+	LatencyMeanLo    float64 `parquet:"latency_ms_mean_lo"`
+	LatencyMeanHi    float64 `parquet:"latency_ms_mean_hi"`
+	LatencyP95Lo     float64 `parquet:"latency_ms_p95_lo"`
+	LatencyP95Hi     float64 `parquet:"latency_ms_p95_hi"`
+	OverheadPctLo    float64 `parquet:"overhead_pct_lo"`
+	OverheadPctHi    float64 `parquet:"overhead_pct_hi"`
 }
 
-// Row flattens a summary for the sweep table.
+// Table CI methods (TableRow.CIMethod).
+const (
+	TableCIRun       = "per-request"
+	TableCISeeds     = RunsSeeds
+	TableCIBootstrap = RunsBootstrap
+)
+
+// Row flattens a summary for the sweep table. With seeded repeated runs
+// (Summary.Runs) the statistics are the means over the runs; the _lo/_hi
+// bounds come from the runs, or else from the run's own per-request
+// intervals.
 func (s *Summary) Row(param string, value float64) TableRow {
 	ov := math.NaN()
 	if s.OverheadPct != nil {
 		ov = *s.OverheadPct
 	}
-	return TableRow{
+	row := TableRow{
 		Policy: s.Policy, Param: param, Value: value, Trace: s.Trace, Profile: s.Profile, Seed: int64(s.Seed),
 		Requests: s.Requests, Rejected: s.Rejected, Dropped: s.Dropped,
 		WindowWaitMean: s.WindowWaitMS.Mean, WindowWaitP50: s.WindowWaitMS.P50, WindowWaitP95: s.WindowWaitMS.P95, WindowWaitP99: s.WindowWaitMS.P99,
@@ -188,7 +221,71 @@ func (s *Summary) Row(param string, value float64) TableRow {
 		LatencyMean: s.LatencyMS.Mean, LatencyP50: s.LatencyMS.P50, LatencyP95: s.LatencyMS.P95, LatencyP99: s.LatencyMS.P99,
 		TPOTMean: s.TPOTMS.Mean, TPOTP99: s.TPOTMS.P99, BatchSizeMean: s.BatchSize.Mean, BatchSizeP99: s.BatchSize.P99,
 		ThroughputTokS: s.ThroughputTokS, ThroughputReqS: s.ThroughputReqS, MakespanS: s.MakespanS, OverheadPct: ov,
+		Runs: 1, CIMethod: TableCIRun,
 	}
+	type ci struct {
+		centre     *float64
+		lo, hi     *float64
+		run        *[2]float64 // the run's own interval
+		runsSpread *Spread
+	}
+	var wm, wp, tm, tp, lm, lp Spread
+	var ovs *Spread
+	if r := s.Runs; r != nil {
+		row.Runs, row.CIMethod = int64(r.N), r.Method
+		wm, wp, tm, tp, lm, lp, ovs = r.WindowWaitMS.Mean, r.WindowWaitMS.P95, r.TTFTMS.Mean, r.TTFTMS.P95, r.LatencyMS.Mean, r.LatencyMS.P95, r.OverheadPct
+		if r.Method == RunsSeeds {
+			for _, c := range []struct {
+				dst *float64
+				sp  Spread
+			}{
+				{&row.WindowWaitMean, r.WindowWaitMS.Mean}, {&row.WindowWaitP50, r.WindowWaitMS.P50}, {&row.WindowWaitP95, r.WindowWaitMS.P95}, {&row.WindowWaitP99, r.WindowWaitMS.P99},
+				{&row.EngineQueueMean, r.EngineQueueMS.Mean}, {&row.EngineQueueP95, r.EngineQueueMS.P95}, {&row.EngineQueueP99, r.EngineQueueMS.P99},
+				{&row.TTFTMean, r.TTFTMS.Mean}, {&row.TTFTP50, r.TTFTMS.P50}, {&row.TTFTP95, r.TTFTMS.P95}, {&row.TTFTP99, r.TTFTMS.P99},
+				{&row.LatencyMean, r.LatencyMS.Mean}, {&row.LatencyP50, r.LatencyMS.P50}, {&row.LatencyP95, r.LatencyMS.P95}, {&row.LatencyP99, r.LatencyMS.P99},
+				{&row.TPOTMean, r.TPOTMS.Mean}, {&row.TPOTP99, r.TPOTMS.P99},
+				{&row.ThroughputTokS, r.ThroughputTokS}, {&row.ThroughputReqS, r.ThroughputReqS},
+			} {
+				*c.dst = c.sp.Mean
+			}
+			if r.OverheadPct != nil {
+				row.OverheadPct = r.OverheadPct.Mean
+			}
+		}
+	}
+	runCI := func(d Dist) (*[2]float64, *[2]float64) {
+		if d.CI95 == nil {
+			return nil, nil
+		}
+		return d.CI95.Mean, d.CI95.P95
+	}
+	wmr, wpr := runCI(s.WindowWaitMS)
+	tmr, tpr := runCI(s.TTFTMS)
+	lmr, lpr := runCI(s.LatencyMS)
+	for _, c := range []ci{
+		{&row.WindowWaitMean, &row.WindowWaitMeanLo, &row.WindowWaitMeanHi, wmr, &wm},
+		{&row.WindowWaitP95, &row.WindowWaitP95Lo, &row.WindowWaitP95Hi, wpr, &wp},
+		{&row.TTFTMean, &row.TTFTMeanLo, &row.TTFTMeanHi, tmr, &tm},
+		{&row.TTFTP95, &row.TTFTP95Lo, &row.TTFTP95Hi, tpr, &tp},
+		{&row.LatencyMean, &row.LatencyMeanLo, &row.LatencyMeanHi, lmr, &lm},
+		{&row.LatencyP95, &row.LatencyP95Lo, &row.LatencyP95Hi, lpr, &lp},
+		{&row.OverheadPct, &row.OverheadPctLo, &row.OverheadPctHi, nil, ovs},
+	} {
+		b := c.run
+		if s.Runs != nil {
+			b = nil
+			if c.runsSpread != nil {
+				b = c.runsSpread.CI95
+			}
+		}
+		*c.lo, *c.hi = math.NaN(), math.NaN()
+		// A bound pair that misses its centre (rounding at the edges)
+		// would draw a broken error bar: leave it out instead.
+		if b != nil && b[0] <= *c.centre && *c.centre <= b[1] {
+			*c.lo, *c.hi = b[0], b[1]
+		}
+	}
+	return row
 }
 
 // MetaTable marks a sweep table file.

@@ -41,8 +41,19 @@ func TestTableRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	assert.True(t, math.IsNaN(got[0].OverheadPct))
-	got[0].OverheadPct, got[1].OverheadPct, rows[0].OverheadPct, rows[1].OverheadPct = 0, 0, 0, 0
+	for i := range got {
+		// No bare run: no overhead and so no bounds for it.
+		for _, v := range []*float64{&got[i].OverheadPct, &got[i].OverheadPctLo, &got[i].OverheadPctHi, &rows[i].OverheadPct, &rows[i].OverheadPctLo, &rows[i].OverheadPctHi} {
+			assert.True(t, math.IsNaN(*v))
+			*v = 0
+		}
+	}
 	assert.Equal(t, rows, got)
+	// A single run's bounds are its own per-request intervals.
+	assert.Equal(t, TableCIRun, got[1].CIMethod)
+	assert.Equal(t, int64(1), got[1].Runs)
+	assert.Less(t, got[1].LatencyMeanLo, got[1].LatencyMean)
+	assert.Greater(t, got[1].LatencyMeanHi, got[1].LatencyMean)
 }
 
 func TestParallelOrder(t *testing.T) {

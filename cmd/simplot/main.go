@@ -30,7 +30,8 @@ Kinds:
   hist      batch-size histogram for each results file
   timeline  queue depth, running sequences and batch sizes over time
   sweep     mean and p95 of a metric and overhead % over a swept parameter,
-            from sweep tables (simrun --sweep ... --table F)
+            from sweep tables (simrun --sweep ... --table F); 95 % CI error
+            bars from the table's _lo/_hi columns (simrun --runs N)
   panel     the 2×2 comparison: CDF, sweep (with --sweep/--sweep-measured),
             timeline and histogram
 
@@ -145,12 +146,48 @@ func simplot(o options, args []string) error {
 
 // resultsFigure draws one of the kinds made from per-request results.
 func resultsFigure(kind string, o options, files []string) (plots.Figure, error) {
-	runs, err := readRuns(o, files)
+	need := map[string]series.Need{
+		"cdf": {Metric: o.metric}, "hist": {Batches: true}, "timeline": {Timeline: true},
+		"panel": {Metric: o.metric, Batches: true, Timeline: true},
+	}[kind]
+	runs, err := readRuns(o, files, need)
 	if err != nil {
 		return nil, err
 	}
+	switch kind {
+	case "cdf":
+		fig := plots.CDFPlot{Title: o.title, Metric: strings.ReplaceAll(o.metric, "_", " "), Unit: "ms", LogX: o.logX}
+		for _, r := range runs {
+			if len(r.Data.Values) > 0 {
+				fig.Series = append(fig.Series, plots.Sample{Group: r.Group, Source: r.Source, Values: r.Data.Values})
+			}
+		}
+		if len(fig.Series) == 0 {
+			return nil, usageError{errors.New("no completed requests to plot")}
+		}
+		return fig, nil
+	case "hist":
+		fig := plots.HistogramPlot{Title: o.title}
+		for _, r := range runs {
+			if len(r.Data.Batches) > 0 {
+				fig.Series = append(fig.Series, plots.Sample{Group: r.Group, Source: r.Source, Values: r.Data.Batches})
+			}
+		}
+		if len(fig.Series) == 0 {
+			return nil, usageError{errors.New("no dispatched batches to plot")}
+		}
+		return fig, nil
+	case "timeline":
+		fig := plots.TimelinePlot{Title: o.title}
+		for _, r := range runs {
+			tl := r.Data.Timeline
+			tl.Group, tl.Source = r.Group, r.Source
+			fig.Series = append(fig.Series, tl)
+		}
+		return fig, nil
+	}
 	title := o.title
-	if title == "" && kind == "panel" {
+	if title == "" {
 		title = "predicted (dashed) vs measured (solid)"
 	}
 	p, err := series.Panel(title, o.metric, runs)
@@ -158,17 +195,6 @@ func resultsFigure(kind string, o options, files []string) (plots.Figure, error)
 		return nil, usageError{err}
 	}
 	p.CDF.LogX = o.logX
-	switch kind {
-	case "cdf":
-		p.CDF.Title = o.title
-		return p.CDF, nil
-	case "hist":
-		p.Histogram.Title = o.title
-		return p.Histogram, nil
-	case "timeline":
-		p.Timeline.Title = o.title
-		return p.Timeline, nil
-	}
 	for i, list := range [][]string{o.sweeps, o.sweepsMeasured} {
 		src := []plots.Source{plots.Predicted, plots.Measured}[i]
 		for _, f := range list {
@@ -238,16 +264,17 @@ func xLabel(param string) string {
 	return param + " (ms for durations)"
 }
 
-// readRuns reads every results file: named ones from --predicted and
-// --measured, plain ones with source and name from their metadata.
-func readRuns(o options, files []string) ([]series.Run, error) {
+// readRuns reads what need asks of every results file, column by column:
+// named ones from --predicted and --measured, plain ones with source and
+// name from their metadata.
+func readRuns(o options, files []string, need series.Need) ([]series.Run, error) {
 	var runs []series.Run
 	read := func(group, path string, src plots.Source, fromMeta bool) error {
-		res, meta, err := sim.ReadResults(path)
+		d, meta, err := series.Read(path, need)
 		if err != nil {
 			return usageError{err}
 		}
-		if len(res) == 0 {
+		if d.N == 0 {
 			return usageError{fmt.Errorf("%s: no requests in the file", path)}
 		}
 		if fromMeta {
@@ -260,7 +287,7 @@ func readRuns(o options, files []string) ([]series.Run, error) {
 				src = plots.Measured
 			}
 		}
-		runs = append(runs, series.Run{Group: group, Source: src, Results: res})
+		runs = append(runs, series.Run{Group: group, Source: src, Data: d})
 		return nil
 	}
 	for i, list := range [][]string{o.predicted, o.measured} {

@@ -44,9 +44,11 @@ func simulate(t *testing.T, dir, spec string) (results, table string) {
 		}
 		sum, _, err := sim.Run(cfg, &sim.SliceSource{Reqs: reqs})
 		require.NoError(t, err)
-		rows = append(rows, sim.TableRow{Policy: pol.Spec(), Param: "window", Value: map[string]float64{"1ms": 1, "2ms": 2}[win],
-			WindowWaitMean: sum.WindowWaitMS.Mean, WindowWaitP95: sum.WindowWaitMS.P95,
-			LatencyMean: sum.LatencyMS.Mean, LatencyP95: sum.LatencyMS.P95, TTFTMean: sum.TTFTMS.Mean, TTFTP95: sum.TTFTMS.P95, OverheadPct: 1})
+		// Row carries the runs' 95 % bounds, which the sweep draws as
+		// error bars.
+		row := sum.Row("window", map[string]float64{"1ms": 1, "2ms": 2}[win])
+		row.OverheadPct = 1
+		rows = append(rows, row)
 	}
 	require.NoError(t, w.Close())
 	table = filepath.Join(dir, "sweep.parquet")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,9 @@ func TestGolden(t *testing.T) {
 		{"sweep.json", []string{"--trace", seedTrace, "--profile", "gpu-static", "--clients", "4", "--think", "10ms",
 			"--sweep", "fixed:window=1ms..3ms/1ms", "--json", "--warmup", "5"}},
 		{"default_poisson.txt", []string{"--trace", "../../traces/poisson-moderate.parquet", "--policy", "adaptive", "--speedup", "4"}},
+		{"runs_seeds.txt", []string{"--trace", seedTrace, "--profile", "seed-llama3.2-3b", "--clients", "1", "--policy", "fixed:window=2ms", "--runs", "5"}},
+		{"runs_bootstrap.json", []string{"--trace", seedTrace, "--profile", "testdata/nojitter.json", "--clients", "2", "--policy", "fixed:window=2ms", "--runs", "20", "--json"}},
+		{"runs_sweep.txt", []string{"--trace", seedTrace, "--profile", "seed-llama3.2-3b", "--clients", "2", "--sweep", "fixed:window=1ms..2ms/1ms", "--runs", "4"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errs := runCmd(t, tc.args...)
@@ -129,6 +133,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--trace", seedTrace, "--speedup", "0"}, "--speedup must be positive"},
 		{[]string{"extra"}, "unexpected argument"},
 		{[]string{"--trace", seedTrace, "--think", "1s"}, "--think 1s needs --clients"},
+		{[]string{"--trace", seedTrace, "--runs", "0"}, "--runs 0: want 1 to 10000"},
+		{[]string{"--trace", seedTrace, "--runs", "-3"}, "--runs -3: want 1 to 10000"},
+		{[]string{"--trace", seedTrace, "--runs=-1"}, "--runs -1: want 1 to 10000"},
+		{[]string{"--trace", seedTrace, "--runs", "many"}, "invalid argument \"many\" for \"--runs\""},
 	} {
 		code, _, errs := runCmd(t, tc.args...)
 		assert.Equal(t, 2, code, tc.args)
@@ -148,4 +156,60 @@ func TestSweepPrintsOneLinePerRun(t *testing.T) {
 	for i, w := range []string{"0.000", "1.000", "2.000"} {
 		assert.Equal(t, w, strings.Fields(lines[2+i])[1], lines[2+i])
 	}
+}
+
+// --runs is as reproducible as one run: the same seed gives byte-identical
+// output and tables, seeded or bootstrapped.
+func TestRunsDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	for _, prof := range []string{"seed-llama3.2-3b", "testdata/nojitter.json"} {
+		var outs, tables []string
+		for i := range 2 {
+			table := filepath.Join(dir, fmt.Sprintf("t%d.parquet", i))
+			code, out, errs := runCmd(t, "--trace", seedTrace, "--profile", prof, "--clients", "2",
+				"--sweep", "fixed:window=0ms..2ms/1ms", "--runs", "6", "--seed", "7", "--json", "--table", table, "--force")
+			require.Equal(t, 0, code, errs)
+			b, err := os.ReadFile(table)
+			require.NoError(t, err)
+			outs, tables = append(outs, out), append(tables, string(b))
+		}
+		assert.Equal(t, outs[0], outs[1], prof)
+		assert.True(t, tables[0] == tables[1], "%s: tables differ", prof)
+	}
+}
+
+// Seeded runs are the runs --seed s, s+1, … would make one at a time, and
+// the table carries their mean with CI bounds that contain it.
+func TestRunsSeedsMatchSingleRuns(t *testing.T) {
+	args := []string{"--trace", seedTrace, "--profile", "seed-llama3.2-3b", "--clients", "1", "--policy", "fixed:window=1ms", "--json"}
+	var lat []float64
+	for seed := 3; seed < 6; seed++ {
+		code, out, errs := runCmd(t, append(args, "--seed", fmt.Sprint(seed))...)
+		require.Equal(t, 0, code, errs)
+		var s sim.Summary
+		require.NoError(t, json.Unmarshal([]byte(out), &s))
+		lat = append(lat, s.LatencyMS.Mean)
+	}
+	table := filepath.Join(t.TempDir(), "t.parquet")
+	code, out, errs := runCmd(t, append(args, "--seed", "3", "--runs", "3", "--table", table)...)
+	require.Equal(t, 0, code, errs)
+	var s sim.Summary
+	require.NoError(t, json.Unmarshal([]byte(out), &s))
+	require.NotNil(t, s.Runs)
+	assert.Equal(t, sim.RunsSeeds, s.Runs.Method)
+	assert.Equal(t, []uint64{3, 4, 5}, s.Runs.Seeds)
+	assert.Equal(t, lat[0], s.LatencyMS.Mean, "the summary is the first seed's run")
+	assert.InDelta(t, (lat[0]+lat[1]+lat[2])/3, s.Runs.LatencyMS.Mean.Mean, 1e-4)
+	rows, err := sim.ReadTable(table)
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+	r := rows[0]
+	assert.Equal(t, int64(3), r.Runs)
+	assert.Equal(t, sim.TableCISeeds, r.CIMethod)
+	assert.InDelta(t, s.Runs.LatencyMS.Mean.Mean, r.LatencyMean, 1e-9)
+	assert.Equal(t, s.Runs.LatencyMS.Mean.CI95[0], r.LatencyMeanLo)
+	assert.Equal(t, s.Runs.LatencyMS.Mean.CI95[1], r.LatencyMeanHi)
+	assert.Less(t, r.LatencyMeanLo, r.LatencyMean)
+	assert.Greater(t, r.LatencyMeanHi, r.LatencyMean)
+	assert.Less(t, r.OverheadPctLo, r.OverheadPctHi)
 }

@@ -1,6 +1,7 @@
 package series
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -39,10 +40,12 @@ func TestBatchSizesAndTimeline(t *testing.T) {
 	assert.Equal(t, []float64{2}, BatchSizes(results()))
 	ts := Timeline("g", plots.Measured, results())
 	// Queue: 1 at 0 ms, 2 at 1 ms, 0 at 2 ms (both dispatched); running: 2
-	// from 2 ms, 1 after 7 ms, 0 after 9 ms.
-	assert.Equal(t, []float64{0, 0.001, 0.002, 0.007, 0.009}, ts.Queue.T)
-	assert.Equal(t, []float64{1, 2, 0, 0, 0}, ts.Queue.V)
-	assert.Equal(t, []float64{0, 0, 2, 1, 0}, ts.Running.V)
+	// from 2 ms, 1 after 7 ms, 0 after 9 ms. The rejected request never
+	// queued for the engine.
+	assert.Equal(t, []float64{0, 0.001, 0.002}, ts.Queue.T)
+	assert.Equal(t, []float64{1, 2, 0}, ts.Queue.V)
+	assert.Equal(t, []float64{0.002, 0.007, 0.009}, ts.Running.T)
+	assert.Equal(t, []float64{2, 1, 0}, ts.Running.V)
 	assert.Equal(t, []float64{0.002}, ts.Batches.T)
 	assert.Equal(t, []float64{2}, ts.Batches.V)
 }
@@ -62,4 +65,31 @@ func TestSweepGroupsBySpecWithoutSweptKey(t *testing.T) {
 	assert.Equal(t, []float64{1, 2}, s[0].Overhead.Y)
 	_, _, err = Sweep(rows, "tpot", plots.Predicted, "")
 	assert.Error(t, err)
+}
+
+func TestSweepErrorBarsFromTable(t *testing.T) {
+	nan := math.NaN()
+	rows := []sim.TableRow{
+		{Policy: "fixed:window=1ms", Param: "window", Value: 1, Runs: 1, LatencyMean: 10, LatencyMeanLo: 9, LatencyMeanHi: 11,
+			LatencyP95: 20, LatencyP95Lo: 18, LatencyP95Hi: 23, OverheadPct: 1, OverheadPctLo: nan, OverheadPctHi: nan},
+		{Policy: "fixed:window=2ms", Param: "window", Value: 2, Runs: 1, LatencyMean: 12, LatencyMeanLo: 11.5, LatencyMeanHi: 12.5,
+			LatencyP95: 25, LatencyP95Lo: nan, LatencyP95Hi: nan, OverheadPct: 2, OverheadPctLo: 1, OverheadPctHi: 3},
+	}
+	s, _, err := Sweep(rows, "latency", plots.Predicted, "")
+	require.NoError(t, err)
+	require.Len(t, s, 1)
+	assert.Equal(t, plots.Curve{Y: []float64{10, 12}, Lo: []float64{9, 11.5}, Hi: []float64{11, 12.5}}, s[0].Mean)
+	// A point without bounds (too few samples for p95) drops the curve's bars.
+	assert.Equal(t, plots.Curve{Y: []float64{20, 25}}, s[0].P95)
+	assert.Equal(t, plots.Curve{Y: []float64{1, 2}}, s[0].Overhead)
+	bars, err := plots.ErrorBars(s[0].Mean.Y, s[0].Mean.Lo, s[0].Mean.Hi)
+	require.NoError(t, err)
+	assert.Equal(t, []plots.ErrorBar{{Low: 1, High: 1}, {Low: 0.5, High: 0.5}}, bars)
+	// A table from before the bounds (runs 0) draws no bars.
+	for i := range rows {
+		rows[i].Runs = 0
+	}
+	s, _, err = Sweep(rows, "latency", plots.Predicted, "")
+	require.NoError(t, err)
+	assert.Nil(t, s[0].Mean.Lo)
 }

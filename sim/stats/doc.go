@@ -27,7 +27,11 @@
 // rough when few samples lie in the tail, and say so.
 //
 // The package works on plain float64 slices and imports no other project
-// package, so the simulator, replay and the commands can all use it. It never
+// package, so the simulator, replay and the commands can all use it. For
+// callers that keep samples in another form (the simulator's summaries
+// count values per µs), QuantileCIRanks gives the order statistics that
+// bound a quantile's interval and MeanCIMoments the mean's interval from
+// running moments. It never
 // prints: caveats are returned as plain-language warnings next to the numbers.
 // Randomness (bootstrap) always comes from an explicit seed, so the same
 // inputs and seed give byte-identical results.

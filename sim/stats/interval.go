@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
 	"gonum.org/v1/gonum/stat/distuv"
 )
@@ -85,11 +86,33 @@ func Quantile(sorted []float64, q float64) float64 {
 	return sorted[k] + f*(sorted[k+1]-sorted[k])
 }
 
+// tQuantiles caches tQuantile: inverting the incomplete beta function
+// costs tens of µs, more than a whole small summary, and callers ask for
+// the same few (level, df) pairs again and again.
+var tQuantiles struct {
+	sync.Mutex
+	m map[[2]float64]float64
+}
+
 func tQuantile(p, df float64) float64 {
 	if math.IsInf(df, 1) || df > 1e7 {
 		return distuv.UnitNormal.Quantile(p)
 	}
-	return distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.Quantile(p)
+	k := [2]float64{p, df}
+	tQuantiles.Lock()
+	v, ok := tQuantiles.m[k]
+	tQuantiles.Unlock()
+	if ok {
+		return v
+	}
+	v = distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.Quantile(p)
+	tQuantiles.Lock()
+	if tQuantiles.m == nil || len(tQuantiles.m) > 4096 {
+		tQuantiles.m = map[[2]float64]float64{}
+	}
+	tQuantiles.m[k] = v
+	tQuantiles.Unlock()
+	return v
 }
 
 func tCDF(x, df float64) float64 {
@@ -110,15 +133,7 @@ func checkLevel(level float64) {
 // MeanCI returns the mean with a Student t interval. Fewer than two values
 // give an infinite interval and a warning.
 func MeanCI(xs []float64, level float64) (Interval, []string) {
-	checkLevel(level)
-	n := len(xs)
-	iv := Interval{Est: Mean(xs), Lo: math.Inf(-1), Hi: math.Inf(1), Level: level, Method: MethodT}
-	if n < 2 {
-		return iv, []string{fmt.Sprintf("need ≥ 2 samples for a %s CI of the mean; have %d", pct(level), n)}
-	}
-	half := tQuantile(1-(1-level)/2, float64(n-1)) * StdDev(xs) / math.Sqrt(float64(n))
-	iv.Lo, iv.Hi = iv.Est-half, iv.Est+half
-	return iv, nil
+	return MeanCIMoments(len(xs), Mean(xs), StdDev(xs), level)
 }
 
 // QuantileCI returns the q-quantile with an exact, distribution-free
@@ -130,11 +145,8 @@ func QuantileCI(xs []float64, q, level float64) (Interval, []string) {
 }
 
 // QuantileCISorted is QuantileCI for an ascending slice, avoiding a copy.
-//
-// The number of samples below the true q-quantile is Binomial(n, q), so
-// [X(l), X(u)] covers it with probability F(u−1) − F(l−1). We take the
-// equal-tailed choice: l the largest order with F(l−1) ≤ α/2, u the smallest
-// with F(u−1) ≥ 1−α/2. The achieved level is reported in Level.
+// The bounds are the order statistics QuantileCIRanks picks; the achieved
+// level is reported in Level.
 func QuantileCISorted(sorted []float64, q, level float64) (Interval, []string) {
 	checkLevel(level)
 	n := len(sorted)
@@ -145,6 +157,33 @@ func QuantileCISorted(sorted []float64, q, level float64) (Interval, []string) {
 	}
 	if w := quantileWarning(n, q, level); w != "" {
 		warns = append(warns, w)
+	}
+	lo, hi, achieved := QuantileCIRanks(n, q, level)
+	if lo >= 0 {
+		iv.Lo = sorted[lo]
+	}
+	if hi < n {
+		iv.Hi = sorted[hi]
+	}
+	iv.Level = achieved
+	return iv, warns
+}
+
+// QuantileCIRanks gives the 0-based order statistics that bound the exact
+// interval of the q-quantile of n samples, for callers that keep their
+// samples in another form than a sorted slice (the simulator's
+// summaries): [X(lo), X(hi)] in 0-based ranks. lo = −1 means no finite
+// lower bound, hi = n no finite upper bound. achieved is the interval's
+// coverage, at least level when both bounds are finite.
+//
+// The number of samples below the true q-quantile is Binomial(n, q), so
+// [X(l), X(u)] (1-based) covers it with probability F(u−1) − F(l−1). We take
+// the equal-tailed choice: l the largest order with F(l−1) ≤ α/2, u the
+// smallest with F(u−1) ≥ 1−α/2.
+func QuantileCIRanks(n int, q, level float64) (lo, hi int, achieved float64) {
+	checkLevel(level)
+	if n <= 0 {
+		return -1, n, 1
 	}
 	alpha := 1 - level
 	bin := distuv.Binomial{N: float64(n), P: q}
@@ -161,15 +200,26 @@ func QuantileCISorted(sorted []float64, q, level float64) (Interval, []string) {
 	l := searchLast(0, n, func(l int) bool { return cdf(l-1) <= alpha/2 })
 	// u in [1, n+1]: smallest with cdf(u-1) ≥ 1−α/2 (u = n+1 means +∞).
 	u := searchFirst(1, n+1, func(u int) bool { return cdf(u-1) >= 1-alpha/2 })
-	if l >= 1 {
-		iv.Lo = sorted[l-1]
-	}
-	if u <= n {
-		iv.Hi = sorted[u-1]
-	}
-	iv.Level = cdf(u-1) - cdf(l-1)
-	return iv, warns
+	return l - 1, u - 1, cdf(u-1) - cdf(l-1)
 }
+
+// MeanCIMoments is MeanCI from a sample's size, mean and standard
+// deviation, for callers that keep running sums instead of the values.
+func MeanCIMoments(n int, mean, sd, level float64) (Interval, []string) {
+	checkLevel(level)
+	iv := Interval{Est: mean, Lo: math.Inf(-1), Hi: math.Inf(1), Level: level, Method: MethodT}
+	if n < 2 || math.IsNaN(sd) {
+		return iv, []string{fmt.Sprintf("need ≥ 2 samples for a %s CI of the mean; have %d", pct(level), n)}
+	}
+	half := tQuantile(1-(1-level)/2, float64(n-1)) * sd / math.Sqrt(float64(n))
+	iv.Lo, iv.Hi = mean-half, mean+half
+	return iv, nil
+}
+
+// QuantileWarning explains, in words, when the q-quantile of n samples says
+// little ("p99 of 50 samples is the maximum; need ≥ 368 samples for a 95 %
+// CI"); "" when it is fine.
+func QuantileWarning(n int, q, level float64) string { return quantileWarning(n, q, level) }
 
 // searchFirst returns the smallest x in [lo, hi] with ok(x), assuming ok is
 // monotone false→true; hi if none.

@@ -132,3 +132,28 @@ func TestQuantileCICoverage(t *testing.T) {
 		})
 	}
 }
+
+// The ranks are finite exactly from MinSamplesQuantileCI on, then cover at
+// least the requested level, and never bound a quantile from the wrong
+// side of its own rank.
+func TestQuantileCIRanks(t *testing.T) {
+	for _, q := range []float64{0.5, 0.95, 0.99} {
+		need := MinSamplesQuantileCI(q, 0.95)
+		for _, n := range []int{1, need - 1, need, 1000, 12345, 10_000_000} {
+			if n < 1 {
+				continue
+			}
+			lo, hi, achieved := QuantileCIRanks(n, q, 0.95)
+			finite := lo >= 0 && hi < n
+			assert.Equal(t, n >= need, finite, "q=%v n=%d lo=%d hi=%d", q, n, lo, hi)
+			if finite {
+				assert.GreaterOrEqual(t, achieved, 0.95, "q=%v n=%d", q, n)
+				k := int(q * float64(n-1))
+				assert.LessOrEqual(t, lo, k, "q=%v n=%d", q, n)
+				assert.GreaterOrEqual(t, hi, k, "q=%v n=%d", q, n)
+			}
+		}
+	}
+	lo, hi, _ := QuantileCIRanks(0, 0.5, 0.95)
+	assert.Equal(t, [2]int{-1, 0}, [2]int{lo, hi})
+}
