@@ -123,7 +123,7 @@ func TestSamplesDensePathsExact(t *testing.T) {
 		"chunk-edges": func(i int) int64 { return (int64(i%4)<<chunkBits - int64(i%2)) * 1000 },
 	}
 	for name, gen := range gens {
-		for _, n := range []int{denseAfter + 1, 300_000} {
+		for _, n := range []int{denseAfter + 1, 300_000, denseAfter + pendLen + 12345} {
 			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) {
 				var m samples
 				vals := make([]float64, n)
