@@ -131,6 +131,7 @@ type Server struct {
 	// skipAcc and skipDone: the policy declared EventAccepted and
 	// EventRequestDone ignored (policies.EventFilter).
 	skipAcc, skipDone bool
+	skipper           policies.Skipper
 
 	// Counters for reports.
 	Events int64
@@ -150,6 +151,7 @@ func NewServer(cfg ServerConfig, pol policies.Policy) (*Server, error) {
 		m := f.Ignores()
 		s.skipAcc, s.skipDone = m.Has(policies.EventAccepted), m.Has(policies.EventRequestDone)
 	}
+	s.skipper, _ = pol.(policies.Skipper)
 	if s.done == nil {
 		s.done = func(*Result, int32, int64) {}
 	}
@@ -285,6 +287,10 @@ func (s *Server) feed(now time.Duration, ev policies.Event) {
 func (s *Server) step(now time.Duration, ev *policies.Event) {
 	eng := s.engine()
 	s.told = eng
+	if s.skipper != nil && ev.Kind != policies.EventArrival && s.skipper.Skips(ev.Kind, eng) {
+		s.wake = policies.NoWake
+		return
+	}
 	s.Events++
 	d := s.pol.Step(now, *ev, eng)
 	if d.Wake < now {
