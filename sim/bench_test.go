@@ -91,7 +91,7 @@ func BenchmarkContinuousNoJitter(b *testing.B) {
 	benchRun(b, p, "none", 40, 200, 50)
 }
 
-// BenchmarkSummary is the cost of the summary's exact quantiles per request.
+// BenchmarkCollector is the cost of the summary's exact quantiles per request.
 func BenchmarkCollector(b *testing.B) {
 	b.ReportAllocs()
 	c, _ := NewCollector(Trim{}, 0)
