@@ -217,11 +217,11 @@ func TestResultsFingerprint(t *testing.T) {
 		p, _ := BuiltinProfile(name)
 		rate := map[Mode]float64{Sequential: 0.7 / 0.406, Static: 25, Continuous: 40}[p.Mode]
 		s, st, err := Run(Config{Profile: p, Policy: mustPolicy(t, "fixed:window=2ms,max_batch=8"), Seed: 3},
-			&mixSource{n: 200_000, rate: rate, r: rand.New(rand.NewPCG(7, 8))})
+			&mixSource{n: 100_000, rate: rate, r: rand.New(rand.NewPCG(7, 8))})
 		require.NoError(t, err)
 		js, err := s.JSON()
 		require.NoError(t, err)
-		fmt.Fprintf(&out, "%s 200k %x %d %d %d\n", name, sha256.Sum256(js), st.Requests, st.Plans, st.Steps)
+		fmt.Fprintf(&out, "%s 100k %x %d %d %d\n", name, sha256.Sum256(js), st.Requests, st.Plans, st.Steps)
 	}
 	path := filepath.Join("testdata", "fingerprints.txt")
 	if *update {
