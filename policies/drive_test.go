@@ -39,11 +39,36 @@ type driver struct {
 	outcome map[int64]string
 	log     *strings.Builder
 	steps   int
+	// twin, for a policies.Skipper, is a second copy stepped only with the
+	// events Skips does not skip: it must decide exactly as p.
+	twin policies.Policy
 }
 
 func newDriver(p policies.Policy, eng engineModel, arrivals []policies.Request) *driver {
-	return &driver{p: p, eng: eng, arrivals: arrivals, wake: policies.NoWake,
+	d := &driver{p: p, eng: eng, arrivals: arrivals, wake: policies.NoWake,
 		queued: map[int64]policies.Request{}, outcome: map[int64]string{}}
+	if _, ok := p.(policies.Skipper); ok {
+		d.twin, _ = policies.Parse(p.Spec())
+	}
+	return d
+}
+
+// checkTwin steps the twin unless the policy skips ev, and compares.
+func (d *driver) checkTwin(ev policies.Event, eng policies.Engine, dec policies.Decision) error {
+	if d.twin == nil {
+		return nil
+	}
+	if ev.Kind != policies.EventArrival && d.twin.(policies.Skipper).Skips(ev.Kind, eng) {
+		if len(dec.Batches) > 0 || len(dec.Drops) > 0 || dec.Wake != policies.NoWake {
+			return fmt.Errorf("%s: at %s Skips(%d) but Step decided %+v", d.p.Spec(), ms(d.now), ev.Kind, dec)
+		}
+		return nil
+	}
+	tw := d.twin.Step(d.now, ev, eng)
+	if fmt.Sprint(tw) != fmt.Sprint(dec) || d.twin.Queued() != d.p.Queued() {
+		return fmt.Errorf("%s: at %s a twin that skipped Steps decided %+v, not %+v", d.p.Spec(), ms(d.now), tw, dec)
+	}
+	return nil
 }
 
 func (d *driver) engine() policies.Engine {
@@ -79,6 +104,9 @@ func (d *driver) step(ev policies.Event) error {
 		d.queued[ev.Request.ID] = ev.Request
 	}
 	dec := d.p.Step(d.now, ev, eng)
+	if err := d.checkTwin(ev, eng, dec); err != nil {
+		return err
+	}
 	if dec.Wake < d.now {
 		return fmt.Errorf("%s: at %s wake %s is in the past", d.p.Spec(), ms(d.now), ms(dec.Wake))
 	}

@@ -179,6 +179,22 @@ type EventFilter interface {
 	Ignores() EventMask
 }
 
+// Skipper is optionally implemented by a policy that can tell, cheaply
+// and from its own state, that a Step would be a no-op, so that a driver
+// may save the call (most of a simulator's Steps find an empty queue or an
+// engine that cannot take a batch).
+//
+// Skips(k, eng) reports that Step(now, ev, eng) with ev.Kind == k would
+// change nothing that any later Step reads, dispatch nothing, drop
+// nothing and return Wake NoWake, whatever now and the rest of ev. A
+// driver that skips the Step takes NoWake as its Decision's Wake and
+// counts eng as seen. Drivers ask only for an EventTimer that is due, and
+// never for EventArrival. Every driver of a policy must skip alike (sim
+// and replay share sim.Server, which does this).
+type Skipper interface {
+	Skips(k EventKind, eng Engine) bool
+}
+
 // Event is one input to a policy.
 type Event struct {
 	Kind      EventKind

@@ -15,6 +15,12 @@ type none struct {
 // EventAccepted and EventRequestDone.
 func (p *none) Ignores() EventMask { return MaskOf(EventAccepted, EventRequestDone) }
 
+// Skips implements Skipper: with nothing queued or no room in the engine,
+// Step has nothing to dispatch.
+func (p *none) Skips(k EventKind, eng Engine) bool {
+	return k != EventArrival && (p.q.len() == 0 || eng.Free <= 0 || eng.Batches <= 0)
+}
+
 func (p *none) Spec() string { return p.spec }
 func (p *none) Queued() int  { return p.q.len() }
 
@@ -68,6 +74,29 @@ func (p *windowed) Ignores() EventMask {
 		return MaskOf(EventAccepted)
 	}
 	return MaskOf(EventAccepted, EventRequestDone)
+}
+
+// Skips implements Skipper. With an empty queue Step only breaks out of
+// its loop, except where the anchor reacts: batchend records the batch's
+// end, and collector starts a cycle when the engine can accept. A due
+// timer that finds the engine unable to take a batch also only breaks out
+// (its window has ended, and the timer is still armed for it), leaving
+// the next dispatch to the Step that brings capacity back.
+func (p *windowed) Skips(k EventKind, eng Engine) bool {
+	if k == EventArrival {
+		return false
+	}
+	full := eng.Free <= 0 || eng.Batches <= 0
+	if p.q.len() > 0 {
+		return k == EventTimer && full
+	}
+	switch p.anchor {
+	case anchorBatchEnd:
+		return k != EventBatchDone
+	case anchorCollector:
+		return p.cycling || full
+	}
+	return true
 }
 
 func (p *windowed) Spec() string { return p.spec }

@@ -50,10 +50,12 @@ func benchRun1(b *testing.B, p Profile, spec string, rate float64, in, out int32
 	b.ReportAllocs()
 	pol := mustPolicy(b, spec)
 	b.ResetTimer()
+	cpu := cpuTime()
 	_, st, err := Run(Config{Profile: p, Policy: pol, Seed: 1, SkipSummary: skip}, newGen(b.N, rate, in, out))
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	b.ReportMetric(float64(st.Events)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(st.Steps)/float64(b.N), "steps/req")
@@ -89,7 +91,7 @@ func BenchmarkContinuousNoJitter(b *testing.B) {
 	benchRun(b, p, "none", 40, 200, 50)
 }
 
-// BenchmarkSummary is the cost of the summary's exact quantiles per request.
+// BenchmarkCollector is the cost of the summary's exact quantiles per request.
 func BenchmarkCollector(b *testing.B) {
 	b.ReportAllocs()
 	c, _ := NewCollector(Trim{}, 0)

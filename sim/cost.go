@@ -15,11 +15,25 @@ type CostModel struct {
 	// sig caches (σ², σ) of the plan factor by plan length: a plan costs
 	// one normal draw and one exp.
 	sig [][2]float64
+	// The normal draws are taken jitBatch at a time, and their factors
+	// computed ahead for the plan length fSteps (the last one seen when the
+	// batch was drawn) if most plans of the previous batch repeated their
+	// predecessor's length: an exp whose result the event loop waits on
+	// costs several times one in a loop of independent ones. A plan of
+	// another length computes its factor from the same draw, so the
+	// factors are the same whatever is cached.
+	z, f   [jitBatch]float64
+	fSteps int
+	zi     int
+	last   int
+	repeat int
 }
+
+const jitBatch = 64
 
 // NewCostModel returns the cost model of p, seeded.
 func NewCostModel(p Profile, seed uint64) *CostModel {
-	return &CostModel{c: p.Step, cv: p.JitterCV, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+	return &CostModel{c: p.Step, cv: p.JitterCV, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), zi: jitBatch}
 }
 
 // PlanTiming gives the step boundaries of one plan.
@@ -46,23 +60,62 @@ func (m *CostModel) time(p *StepPlan) PlanTiming {
 		steps: p.Steps,
 	}
 	if m.cv > 0 {
-		var sg [2]float64
-		if p.Steps < len(m.sig) && m.sig[p.Steps][1] > 0 {
-			sg = m.sig[p.Steps]
-		} else {
-			cv := m.cv / math.Sqrt(float64(p.Steps))
-			sg[0] = math.Log1p(cv * cv)
-			sg[1] = math.Sqrt(sg[0])
-			if p.Steps < 1<<12 {
-				for len(m.sig) <= p.Steps {
-					m.sig = append(m.sig, [2]float64{})
-				}
-				m.sig[p.Steps] = sg
-			}
-		}
-		t.f *= math.Exp(-sg[0]/2 + sg[1]*m.rng.NormFloat64())
+		t.f *= m.factor(p.Steps)
 	}
 	return t
+}
+
+// sigma returns (σ², σ) of the factor of a plan of steps steps.
+func (m *CostModel) sigma(steps int) [2]float64 {
+	if steps < len(m.sig) && m.sig[steps][1] > 0 {
+		return m.sig[steps]
+	}
+	var sg [2]float64
+	cv := m.cv / math.Sqrt(float64(steps))
+	sg[0] = math.Log1p(cv * cv)
+	sg[1] = math.Sqrt(sg[0])
+	if steps < 1<<12 {
+		for len(m.sig) <= steps {
+			m.sig = append(m.sig, [2]float64{})
+		}
+		m.sig[steps] = sg
+	}
+	return sg
+}
+
+// lognormal is the unit-mean factor for the normal draw z. The explicit
+// conversion keeps the compiler from fusing the multiply-add, so the
+// value is the same wherever it is computed and on every GOAMD64 level.
+func lognormal(sg [2]float64, z float64) float64 {
+	return math.Exp(-sg[0]/2 + float64(sg[1]*z))
+}
+
+// factor draws the jitter factor of the next plan.
+func (m *CostModel) factor(steps int) float64 {
+	if m.zi == jitBatch {
+		for i := range m.z {
+			m.z[i] = m.rng.NormFloat64()
+		}
+		m.fSteps = 0
+		if m.repeat >= jitBatch/2 {
+			m.fSteps = m.last
+			sg := m.sigma(m.fSteps)
+			for i, z := range m.z {
+				m.f[i] = lognormal(sg, z)
+			}
+		}
+		m.zi, m.repeat = 0, 0
+	}
+	i := m.zi
+	m.zi++
+	if steps == m.last {
+		m.repeat++
+	}
+	m.last = steps
+	if steps == m.fSteps {
+		return m.f[i]
+	}
+	return lognormal(m.sigma(steps), m.z[i])
 }
 
 // Boundary is the end of step j (1..Steps) in ns after the plan started;

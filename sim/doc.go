@@ -30,8 +30,9 @@
 //     StepPlan.Admitted/Retired, and calls StepDone with the measured end.
 //
 // The policy hears every event through Server, except those it declares
-// ignored (policies.EventFilter): Server skips them by the rule that
-// interface documents, so the simulator and replay skip the same ones and
+// ignored (policies.EventFilter) and those whose Step it says would be a
+// no-op (policies.Skipper): Server skips them by the rules those
+// interfaces document, so the simulator and replay skip the same ones and
 // a policy decides alike under both.
 //
 // Per-request records are Result (the Parquet schema shared with replay,

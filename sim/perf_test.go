@@ -1,11 +1,16 @@
 package sim
 
 import (
+	"crypto/sha256"
+	"flag"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,7 +123,7 @@ func TestSamplesDensePathsExact(t *testing.T) {
 		"chunk-edges": func(i int) int64 { return (int64(i%4)<<chunkBits - int64(i%2)) * 1000 },
 	}
 	for name, gen := range gens {
-		for _, n := range []int{denseAfter + 1, 300_000} {
+		for _, n := range []int{denseAfter + 1, 300_000, denseAfter + pendLen + 12345} {
 			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) {
 				var m samples
 				vals := make([]float64, n)
@@ -139,4 +144,91 @@ func TestSamplesDensePathsExact(t *testing.T) {
 			})
 		}
 	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// fpSource is mixSource with priorities and, on every third request, a
+// deadline, so that deadline-aware policies drop and reorder.
+type fpSource struct{ mixSource }
+
+func (g *fpSource) Read(buf []trace.Request) (int, error) {
+	n, err := g.mixSource.Read(buf)
+	for i := range buf[:n] {
+		q := &buf[i]
+		if q.RequestID%3 == 0 {
+			d := q.ArrivalNS + int64(50+q.RequestID%7*40)*int64(time.Millisecond)
+			p := int32(q.RequestID % 4)
+			q.DeadlineNS, q.Priority = &d, &p
+		}
+	}
+	return n, err
+}
+
+// TestResultsFingerprint pins every record and summary of a matrix of
+// runs (every mode, with and without overhead and jitter, open and closed
+// loop, trimming, the built-in policies) to a hash, so that a change made
+// for speed cannot move a single nanosecond unnoticed. Regenerate with
+// -update only for a deliberate change of the model's output.
+func TestResultsFingerprint(t *testing.T) {
+	specs := []string{
+		"none", "fixed:window=2ms,max_batch=4", "fixed:window=5ms,max_batch=16,anchor=oldest",
+		"fixed:window=3ms,max_batch=8,anchor=collector", "fixed:window=3ms,max_batch=8,anchor=batchend",
+		"fixed:window=1ms,max_batch=8,tick=700us", "fastpath:window=2ms,max_batch=8", "tiered",
+		"aimd:slo=30ms,window=2ms", "adaptive:max_window=5ms,target_batch=8,slo=200ms",
+		"triton:preferred=4/8,timeout=20ms,max_queue_size=64", "deadline:slo=300ms",
+	}
+	var profs []Profile
+	for _, name := range BuiltinProfiles() {
+		p, _ := BuiltinProfile(name)
+		profs = append(profs, p)
+		q := p
+		q.Name += "+overhead-nojitter"
+		q.RequestOverheadMS, q.JitterCV, q.TokenBudget = 1.5, 0, 0
+		profs = append(profs, q)
+	}
+	var out strings.Builder
+	for _, p := range profs {
+		rates := []float64{20, 400}
+		if p.Mode == Sequential {
+			rates = []float64{1, 8}
+		}
+		for _, spec := range specs {
+			for _, rate := range rates {
+				for _, clients := range []int{0, 5} {
+					h := sha256.New()
+					cfg := Config{Profile: p, Policy: mustPolicy(t, spec), Seed: 11, Clients: clients, Think: 300 * time.Microsecond,
+						Trim: Trim{WarmupN: 50, CooldownNS: int64(200 * time.Millisecond)}, Speedup: 1.5,
+						Results: func(r *Result) error { fmt.Fprintf(h, "%+v\n", *r); return nil }}
+					s, st, err := Run(cfg, &fpSource{mixSource{n: 1500, rate: rate, r: rand.New(rand.NewPCG(5, 6))}})
+					require.NoError(t, err)
+					js, err := s.JSON()
+					require.NoError(t, err)
+					h.Write(js)
+					fmt.Fprintf(h, "%d %d %d\n", st.Requests, st.Plans, st.Steps)
+					fmt.Fprintf(&out, "%s %s %g %d %x\n", p.Name, spec, rate, clients, h.Sum(nil)[:12])
+				}
+			}
+		}
+	}
+	// Long runs reach the summary's dense counts and the cost model's
+	// cached jitter spreads.
+	for _, name := range []string{"seed-llama3.2-3b", "gpu-static", "gpu-continuous"} {
+		p, _ := BuiltinProfile(name)
+		rate := map[Mode]float64{Sequential: 0.7 / 0.406, Static: 25, Continuous: 40}[p.Mode]
+		s, st, err := Run(Config{Profile: p, Policy: mustPolicy(t, "fixed:window=2ms,max_batch=8"), Seed: 3},
+			&mixSource{n: 100_000, rate: rate, r: rand.New(rand.NewPCG(7, 8))})
+		require.NoError(t, err)
+		js, err := s.JSON()
+		require.NoError(t, err)
+		fmt.Fprintf(&out, "%s 100k %x %d %d %d\n", name, sha256.Sum256(js), st.Requests, st.Plans, st.Steps)
+	}
+	path := filepath.Join("testdata", "fingerprints.txt")
+	if *update {
+		require.NoError(t, os.MkdirAll("testdata", 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(out.String()), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run go test -update to create it")
+	require.Equal(t, string(want), out.String())
 }

@@ -131,6 +131,7 @@ type Server struct {
 	// skipAcc and skipDone: the policy declared EventAccepted and
 	// EventRequestDone ignored (policies.EventFilter).
 	skipAcc, skipDone bool
+	skipper           policies.Skipper
 
 	// Counters for reports.
 	Events int64
@@ -150,6 +151,7 @@ func NewServer(cfg ServerConfig, pol policies.Policy) (*Server, error) {
 		m := f.Ignores()
 		s.skipAcc, s.skipDone = m.Has(policies.EventAccepted), m.Has(policies.EventRequestDone)
 	}
+	s.skipper, _ = pol.(policies.Skipper)
 	if s.done == nil {
 		s.done = func(*Result, int32, int64) {}
 	}
@@ -201,7 +203,7 @@ func (s *Server) Arrive(now time.Duration, r Request) {
 
 func (s *Server) enqueue(now time.Duration, seq int64, st *reqState) {
 	st.availEnq = s.avail(int64(now))
-	s.feed(now, policies.Event{Kind: policies.EventArrival, Request: s.policyRequest(seq, st)})
+	s.feed(now, &policies.Event{Kind: policies.EventArrival, Request: s.policyRequest(seq, st)})
 }
 
 // policyRequest is the request as the policy sees it: its ID is the
@@ -228,7 +230,7 @@ func (s *Server) Timer(now time.Duration) {
 	}
 	if s.wake <= now {
 		s.wake = policies.NoWake
-		s.feed(now, policies.Event{Kind: policies.EventTimer})
+		s.feed(now, &policies.Event{Kind: policies.EventTimer})
 	}
 }
 
@@ -268,8 +270,8 @@ func (s *Server) capChanged(now int64) {
 // feed passes ev and the events its decisions cause to the policy. The
 // only events a decision causes are EventAccepted, one per batch, so only
 // their sizes are queued.
-func (s *Server) feed(now time.Duration, ev policies.Event) {
-	s.step(now, &ev)
+func (s *Server) feed(now time.Duration, ev *policies.Event) {
+	s.step(now, ev)
 	for i := 0; i < len(s.accq); i++ {
 		if s.skipAcc && s.wake > now {
 			// The policy has seen this engine as far as its decisions go
@@ -285,6 +287,10 @@ func (s *Server) feed(now time.Duration, ev policies.Event) {
 func (s *Server) step(now time.Duration, ev *policies.Event) {
 	eng := s.engine()
 	s.told = eng
+	if s.skipper != nil && ev.Kind != policies.EventArrival && s.skipper.Skips(ev.Kind, eng) {
+		s.wake = policies.NoWake
+		return
+	}
 	s.Events++
 	d := s.pol.Step(now, *ev, eng)
 	if d.Wake < now {
@@ -473,15 +479,15 @@ func (s *Server) leave(now time.Duration) {
 		} else {
 			pr := s.policyRequest(seq, st)
 			s.retire(seq, st)
-			s.feed(now, policies.Event{Kind: policies.EventRequestDone, Request: pr, Latency: lat})
+			s.feed(now, &policies.Event{Kind: policies.EventRequestDone, Request: pr, Latency: lat})
 		}
 		if batchDone {
-			s.feed(now, policies.Event{Kind: policies.EventBatchDone, BatchSize: size, Service: svc})
+			s.feed(now, &policies.Event{Kind: policies.EventBatchDone, BatchSize: size, Service: svc})
 		}
 	}
 	s.doneSeq = s.doneSeq[:0]
 	if s.engine() != s.told {
-		s.feed(now, policies.Event{Kind: policies.EventCapacity})
+		s.feed(now, &policies.Event{Kind: policies.EventCapacity})
 	}
 }
 

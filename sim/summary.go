@@ -123,7 +123,12 @@ func NewCollector(trim Trim, total int64) (*Collector, error) {
 	if trim.CooldownN > 0 && total <= 0 {
 		return nil, fmt.Errorf("cool-down by count needs a trace of known length")
 	}
-	return &Collector{trim: trim, total: total, start: math.MaxInt64, end: math.MinInt64}, nil
+	c := &Collector{trim: trim, total: total, start: math.MaxInt64, end: math.MinInt64}
+	scratch := new([]uint32)
+	for _, m := range []*samples{&c.wait, &c.queue, &c.ttft, &c.lat, &c.tpot} {
+		m.scratch = scratch
+	}
+	return c, nil
 }
 
 // Arrived tells the collector a request arrived at ns (the driver calls it
@@ -286,8 +291,13 @@ type samples struct {
 	sorted  bool
 	// pend holds dense values not yet counted. Counting them in batches
 	// grouped by chunk (flush) keeps the increments within cache instead
-	// of one miss per value across a table of many MiB.
-	pend, scratch []uint32
+	// of one miss per value across a table of many MiB; a batch of 1 Mi
+	// values puts several increments on each cache line of a typical
+	// range. Its pages are touched only as it fills, so a metric counted
+	// directly costs no memory for it. A Collector's metrics share one
+	// scratch buffer for the flush.
+	pend    []uint32
+	scratch *[]uint32
 }
 
 const (
@@ -296,7 +306,7 @@ const (
 	chunkBits  = 16
 	chunkMask  = 1<<chunkBits - 1
 	nChunks    = denseMaxUS >> chunkBits
-	pendLen    = 1 << 16
+	pendLen    = 1 << 20
 	// directChunks: while no more chunks than this are in use (256 KiB),
 	// values are counted at once.
 	directChunks = 1
@@ -362,10 +372,13 @@ func (m *samples) flush() {
 		}
 		start[i+1] += start[i]
 	}
-	if len(m.scratch) < len(m.pend) {
-		m.scratch = make([]uint32, max(pendLen, len(m.pend)))
+	if m.scratch == nil {
+		m.scratch = new([]uint32)
 	}
-	out := m.scratch[:len(m.pend)]
+	if len(*m.scratch) < len(m.pend) {
+		*m.scratch = make([]uint32, max(pendLen, len(m.pend)))
+	}
+	out := (*m.scratch)[:len(m.pend)]
 	for _, v := range m.pend {
 		r := v >> chunkBits
 		out[start[r]] = v
