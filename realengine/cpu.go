@@ -303,9 +303,9 @@ func (e *CPU) forward(ctx context.Context, blocks []stepRow, rows int) ([]int32,
 		}
 		l := &e.w.Layers[li]
 		rmsNorm(s.xn, s.x, l.AttnNorm, rows, h, eps)
-		matmulT(s.q, s.xn, l.Wq, rows, h, qDim)
-		matmulT(s.k, s.xn, l.Wk, rows, h, kvDim)
-		matmulT(s.v, s.xn, l.Wv, rows, h, kvDim)
+		e.matmulT(s.q, s.xn, l.Wq, rows, h, qDim)
+		e.matmulT(s.k, s.xn, l.Wk, rows, h, kvDim)
+		e.matmulT(s.v, s.xn, l.Wv, rows, h, kvDim)
 		for _, b := range blocks {
 			for i := 0; i < b.count; i++ {
 				r, pos := b.row+i, b.pos+i
@@ -316,15 +316,15 @@ func (e *CPU) forward(ctx context.Context, blocks []stepRow, rows int) ([]int32,
 			copy(b.sq.v[li][b.pos*kvDim:], s.v[b.row*kvDim:(b.row+b.count)*kvDim])
 		}
 		e.attention(li, blocks)
-		matmulT(s.o, s.attn, l.Wo, rows, qDim, h)
+		e.matmulT(s.o, s.attn, l.Wo, rows, qDim, h)
 		addInto(s.x, s.o)
 		rmsNorm(s.xn, s.x, l.MLPNorm, rows, h, eps)
-		matmulT(s.gate, s.xn, l.Wgate, rows, h, im)
-		matmulT(s.up, s.xn, l.Wup, rows, h, im)
+		e.matmulT(s.gate, s.xn, l.Wgate, rows, h, im)
+		e.matmulT(s.up, s.xn, l.Wup, rows, h, im)
 		for i, g := range s.gate {
 			s.gate[i] = g / (1 + float32(math.Exp(float64(-g)))) * s.up[i]
 		}
-		matmulT(s.o, s.gate, l.Wdown, rows, im, h)
+		e.matmulT(s.o, s.gate, l.Wdown, rows, im, h)
 		addInto(s.x, s.o)
 	}
 	// Only the last row of a block that ends its prompt or decodes needs
@@ -344,7 +344,7 @@ func (e *CPU) forward(ctx context.Context, blocks []stepRow, rows int) ([]int32,
 	}
 	rmsNorm(s.xn, s.last, e.w.Norm, nb, h, eps)
 	s.logits = grow(s.logits, nb*c.VocabSize)
-	matmulT(s.logits, s.xn[:nb*h], e.w.Head(), nb, h, c.VocabSize)
+	e.matmulT(s.logits, s.xn[:nb*h], e.w.Head(), nb, h, c.VocabSize)
 	tokens := make([]int32, nb)
 	for i := range tokens {
 		row := s.logits[i*c.VocabSize : (i+1)*c.VocabSize]
@@ -385,7 +385,7 @@ func (e *CPU) attention(li int, blocks []stepRow) {
 		k := blas32.General{Rows: ctxLen, Cols: hd, Stride: kvDim, Data: b.sq.k[li][kvh*hd:]}
 		v := blas32.General{Rows: ctxLen, Cols: hd, Stride: kvDim, Data: b.sq.v[li][kvh*hd:]}
 		scores := blas32.General{Rows: b.count, Cols: ctxLen, Stride: ctxLen, Data: sc}
-		blas32.Gemm(blas.NoTrans, blas.Trans, scale, q, k, 0, scores)
+		gemm(blas.Trans, scale, q, k, scores, 1)
 		for i := 0; i < b.count; i++ {
 			// Causal: row i sees positions up to b.pos+i.
 			row := sc[i*ctxLen : i*ctxLen+b.pos+i+1]
@@ -393,7 +393,7 @@ func (e *CPU) attention(li int, blocks []stepRow) {
 			clear(sc[i*ctxLen+b.pos+i+1 : (i+1)*ctxLen])
 		}
 		out := blas32.General{Rows: b.count, Cols: hd, Stride: qDim, Data: s.attn[b.row*qDim+hh*hd:]}
-		blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, scores, v, 0, out)
+		gemm(blas.NoTrans, 1, scores, v, out, 1)
 	}
 	if workers <= 1 {
 		for it := 0; it < items; it++ {
@@ -468,11 +468,55 @@ func addInto(dst, src []float32) {
 }
 
 // matmulT computes dst[rows, out] = x[rows, in] · wᵀ for w in the Hugging
-// Face [out, in] layout.
-func matmulT(dst, x, w []float32, rows, in, out int) {
-	blas32.Gemm(blas.NoTrans, blas.Trans, 1,
+// Face [out, in] layout, over the engine's threads.
+func (e *CPU) matmulT(dst, x, w []float32, rows, in, out int) {
+	gemm(blas.Trans, 1,
 		blas32.General{Rows: rows, Cols: in, Stride: in, Data: x[:rows*in]},
 		blas32.General{Rows: out, Cols: in, Stride: in, Data: w},
-		0,
-		blas32.General{Rows: rows, Cols: out, Stride: out, Data: dst[:rows*out]})
+		blas32.General{Rows: rows, Cols: out, Stride: out, Data: dst[:rows*out]},
+		e.opt.Threads)
+}
+
+// Tiles small enough that gonum multiplies each one serially (it goes
+// parallel from four 64×64 blocks of the output, with GOMAXPROCS
+// goroutines of its own).
+const tileRows, tileCols = 64, 192
+
+// gemm computes c = alpha·a·op(b) tile by tile on at most threads
+// goroutines. The engine thus never runs more goroutines than its threads:
+// gonum's own parallel product would occupy every P, and replay's driver
+// loop, which needs one free P to wake on time, would be late by a block's
+// compute.
+func gemm(tB blas.Transpose, alpha float32, a, b, c blas32.General, threads int) {
+	rt, ct := (c.Rows+tileRows-1)/tileRows, (c.Cols+tileCols-1)/tileCols
+	tile := func(t int) {
+		i0, j0 := (t/ct)*tileRows, (t%ct)*tileCols
+		i1, j1 := min(i0+tileRows, c.Rows), min(j0+tileCols, c.Cols)
+		as := blas32.General{Rows: i1 - i0, Cols: a.Cols, Stride: a.Stride, Data: a.Data[i0*a.Stride:]}
+		bs := b
+		if tB == blas.Trans {
+			bs.Rows, bs.Data = j1-j0, b.Data[j0*b.Stride:]
+		} else {
+			bs.Cols, bs.Data = j1-j0, b.Data[j0:]
+		}
+		cs := blas32.General{Rows: i1 - i0, Cols: j1 - j0, Stride: c.Stride, Data: c.Data[i0*c.Stride+j0:]}
+		blas32.Gemm(blas.NoTrans, tB, alpha, as, bs, 0, cs)
+	}
+	n := rt * ct
+	workers := min(threads, n)
+	if workers <= 1 {
+		for t := range n {
+			tile(t)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for t := w; t < n; t += workers {
+				tile(t)
+			}
+		})
+	}
+	wg.Wait()
 }
