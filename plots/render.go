@@ -151,6 +151,7 @@ func Save(path string, fig Figure, o Options, force bool) error {
 	if err != nil {
 		return err
 	}
+	_ = tmp.Chmod(0o644)        // CreateTemp makes it 0600; outputs are for others to read
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
 	if _, err := tmp.Write(buf.Bytes()); err != nil {
 		tmp.Close()

@@ -218,6 +218,7 @@ func writeFileAtomic(path string, write func(io.Writer) error) error {
 	if err != nil {
 		return err
 	}
+	_ = f.Chmod(0o644) // CreateTemp makes it 0600; outputs are for others to read
 	tmp := f.Name()
 	defer os.Remove(tmp)
 	if err := write(f); err != nil {

@@ -21,6 +21,7 @@ func WriteSteps(path string, steps []StepRecord, meta map[string]string, force b
 	if err != nil {
 		return fmt.Errorf("%s: %v", path, err)
 	}
+	_ = f.Chmod(0o644) // CreateTemp makes it 0600; outputs are for others to read
 	defer func() {
 		if err != nil {
 			f.Close()

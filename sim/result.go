@@ -84,6 +84,7 @@ func CreateResults(path string, meta map[string]string, force bool) (*ResultWrit
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
+	_ = f.Chmod(0o644) // CreateTemp makes it 0600; outputs are for others to read
 	keys := make([]string, 0, len(meta)+1)
 	m := map[string]string{MetaSchema: strconv.Itoa(ResultsSchemaVersion)}
 	for k, v := range meta {

@@ -302,6 +302,7 @@ func WriteTable(path string, rows []TableRow, force bool) error {
 	if err != nil {
 		return fmt.Errorf("%s: %v", path, err)
 	}
+	_ = f.Chmod(0o644) // CreateTemp makes it 0600; outputs are for others to read
 	w := parquet.NewGenericWriter[TableRow](f, parquet.KeyValueMetadata(MetaTable, "1"))
 	_, err = w.Write(rows)
 	if e := w.Close(); err == nil {

@@ -75,6 +75,7 @@ func Create(path string, meta Metadata, opts ...CreateOption) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	_ = f.Chmod(0o644) // CreateTemp makes it 0600; outputs are for others to read
 	wopts := []parquet.WriterOption{
 		parquet.MaxRowsPerRowGroup(cfg.rowGroupRows),
 		parquet.Compression(cfg.codec),

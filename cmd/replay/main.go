@@ -281,6 +281,7 @@ func writeFile(path string, data []byte, force bool) error {
 	if err != nil {
 		return fmt.Errorf("%s: %v", path, err)
 	}
+	_ = f.Chmod(0o644) // CreateTemp makes it 0600; outputs are for others to read
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		os.Remove(f.Name())
