@@ -78,11 +78,11 @@ type Stats struct {
 
 // Info describes an engine for provenance records.
 type Info struct {
-	Engine string // "cpu", "mlx"
-	Model  string // preset name or model directory
-	Device string // e.g. "cpu (2 threads)", "gpu (bfloat16)"
-	DType  string // weights and activations, e.g. "float32", "bfloat16"
-	Config Config
+	Engine string `json:"engine"` // "cpu", "mlx"
+	Model  string `json:"model"`  // preset name or model directory
+	Device string `json:"device"` // e.g. "cpu (2 threads)", "gpu (bfloat16)"
+	DType  string `json:"dtype"`  // weights and activations, e.g. "float32", "bfloat16"
+	Config Config `json:"config"`
 }
 
 // Engine runs a decoder one serving iteration at a time. It knows nothing of
