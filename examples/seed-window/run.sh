@@ -48,8 +48,11 @@ done
 step "5. judge the report's own numbers"
 "$B/judge" --predicted 0.5ms > "$O/judge.txt"
 
+# The calibration grid covers the range this workload uses (one sequence at a time, prompts of
+# about 40 tokens, contexts up to ~130): a wide grid's linear fit gives up accuracy at batch 1.
 step "6. measure: replay on this machine's pure-Go engine (small preset), predicted with a profile calibrated here"
-"$B/replay" calibrate --engine cpu --model small --mode sequential --max-batch 4 --overhead-ms 8.65 --out "$O/cpu-small.json" --force --quiet > "$O/calibrate.txt"
+"$B/replay" calibrate --engine cpu --model small --mode sequential --max-batch 4 --overhead-ms 8.65 \
+  --grid 'prefill=0,16,32,64;decode=0,1,2,4;context=16,64,128;warmup=2;repeats=7' --out "$O/cpu-small.json" --force --quiet > "$O/calibrate.txt"
 for w in 2 1; do
   "$B/replay" --model small --profile "$O/cpu-small.json" --trace $T --clients 1 --policy fixed:window=${w}ms,anchor=collector \
     --predict --quiet --force --out "$O/measured-${w}ms.parquet" --predict-out "$O/predicted-${w}ms.parquet" > "$O/replay-${w}ms.txt"
