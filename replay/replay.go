@@ -113,27 +113,32 @@ type outcome struct {
 // its own compute).
 func worker(ctx context.Context, eng realengine.Engine, jobs <-chan job, out chan<- outcome) {
 	for j := range jobs {
-		var o outcome
-		for _, id := range j.retire {
-			// A sequence whose Admit failed is unknown to the engine.
-			if err := eng.Retire(realengine.SeqID(id)); err != nil && !errors.Is(err, realengine.ErrUnknownSequence) {
-				o.err = fmt.Errorf("engine: retire %d: %w", id, err)
-			}
-		}
-		for _, s := range j.admit {
-			if err := eng.Admit(s); err != nil {
-				if o.admitErr == nil {
-					o.admitErr = map[int64]error{}
-				}
-				o.admitErr[int64(s.ID)] = err
-			}
-		}
-		if o.err == nil && eng.Stats().Sequences > 0 {
-			o.res, o.err = eng.Step(ctx)
-			o.stepped = true
-		}
-		out <- o
+		out <- runJob(ctx, eng, j)
 	}
+}
+
+// runJob retires, admits and steps as job j says.
+func runJob(ctx context.Context, eng realengine.Engine, j job) outcome {
+	var o outcome
+	for _, id := range j.retire {
+		// A sequence whose Admit failed is unknown to the engine.
+		if err := eng.Retire(realengine.SeqID(id)); err != nil && !errors.Is(err, realengine.ErrUnknownSequence) {
+			o.err = fmt.Errorf("engine: retire %d: %w", id, err)
+		}
+	}
+	for _, s := range j.admit {
+		if err := eng.Admit(s); err != nil {
+			if o.admitErr == nil {
+				o.admitErr = map[int64]error{}
+			}
+			o.admitErr[int64(s.ID)] = err
+		}
+	}
+	if o.err == nil && eng.Stats().Sequences > 0 {
+		o.res, o.err = eng.Step(ctx)
+		o.stepped = true
+	}
+	return o
 }
 
 type reqInfo struct {
@@ -326,6 +331,20 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return nil
 	}
 
+	// quiet says whether the loop has nothing to wait for but the engine:
+	// no open-loop send left, no closed-loop client ready, no timer and no
+	// drain deadline.
+	quiet := func() bool {
+		if stopAt != inf || srv.NextTimer() != math.MaxInt64 {
+			// A drain's deadline must be able to abort the step.
+			return false
+		}
+		if stopSends || next >= len(reqs) {
+			return true
+		}
+		return closed && sends.Len() == 0
+	}
+
 	var runErr error
 loop:
 	for {
@@ -431,6 +450,16 @@ loop:
 					running[id] = arrivedAt[id]
 				}
 				stepStart = now
+				if quiet() {
+					// Nothing can happen before this step ends (no send
+					// due, no timer armed): run it on this goroutine
+					// and spare the hand-offs to the worker and back.
+					o := runJob(engCtx, cfg.Engine, cur)
+					if runErr = finishStep(nowNS(), o); runErr != nil {
+						break loop
+					}
+					goto plan
+				}
 				inFlight = true
 				jobs <- cur
 			}
