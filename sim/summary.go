@@ -283,8 +283,11 @@ type samples struct {
 	// metric is dense; a chunk is allocated when a value first falls in it,
 	// so nothing is copied as the range grows and memory follows the
 	// range of values seen.
-	counts  [][]uint32
-	chunks  int // chunks allocated
+	counts [][]uint32
+	chunks int // chunks allocated
+	// inChunk[i] is how many values counts[i] holds, so that ranks skips
+	// whole chunks instead of walking millions of zero-heavy counts.
+	inChunk []int64
 	dense   bool
 	over    []uint32
 	clamped int64
@@ -347,6 +350,7 @@ func (m *samples) add(ns int64) {
 	}
 	if c := m.counts[v>>chunkBits]; c != nil && m.chunks <= directChunks {
 		c[v&chunkMask]++ // a few chunks stay in cache
+		m.inChunk[v>>chunkBits]++
 		return
 	}
 	m.pend = append(m.pend, v)
@@ -370,6 +374,7 @@ func (m *samples) flush() {
 			m.counts[i] = make([]uint32, 1<<chunkBits)
 			m.chunks++
 		}
+		m.inChunk[i] += int64(start[i+1])
 		start[i+1] += start[i]
 	}
 	if m.scratch == nil {
@@ -393,6 +398,7 @@ func (m *samples) flush() {
 func (m *samples) toDense() {
 	m.dense = true
 	m.counts = make([][]uint32, nChunks)
+	m.inChunk = make([]int64, nChunks)
 	m.pend = make([]uint32, 0, pendLen)
 	for _, v := range m.us {
 		if v < denseMaxUS {
@@ -424,6 +430,10 @@ func (m *samples) ranks(ks []int64, out []uint32) {
 	var below int64 // values below the current one
 	for ci, chunk := range m.counts {
 		if chunk == nil {
+			continue
+		}
+		if ks[i] >= below+m.inChunk[ci] {
+			below += m.inChunk[ci]
 			continue
 		}
 		for j, c := range chunk {
@@ -523,11 +533,7 @@ func (m *samples) ci(level float64) *DistCI {
 	ms := func(us float64) float64 { return math.Round(us) / 1e3 }
 	if m.n >= 2 {
 		meanUS := meanNS / 1e3
-		var ss float64
-		m.each(func(v uint32, c int64) {
-			d := float64(v) - meanUS
-			ss += float64(c) * d * d
-		})
+		ss := m.sumSq(meanUS)
 		iv, _ := stats.MeanCIMoments(int(m.n), meanUS, math.Sqrt(ss/float64(m.n-1)), level)
 		ci.Mean = &[2]float64{ms(iv.Lo), ms(iv.Hi)}
 	} else {
@@ -606,22 +612,32 @@ func quantileCIRanks(n int, q, level float64) (int, int) {
 	return lo, hi
 }
 
-// each calls fn with every stored value (µs) and how often it occurs.
-func (m *samples) each(fn func(v uint32, c int64)) {
+// sumSq is Σ(v - mean)² over every stored value v (µs), summed in
+// ascending order of v within the counts.
+func (m *samples) sumSq(mean float64) float64 {
 	m.flush()
+	var ss float64
 	for _, v := range m.us {
-		fn(v, 1)
+		d := float64(v) - mean
+		ss += float64(1) * d * d
 	}
 	for ci, chunk := range m.counts {
+		if m.inChunk[ci] == 0 {
+			continue
+		}
+		base := ci << chunkBits
 		for j, c := range chunk {
 			if c > 0 {
-				fn(uint32(ci<<chunkBits+j), int64(c))
+				d := float64(base+j) - mean
+				ss += float64(c) * d * d
 			}
 		}
 	}
 	for _, v := range m.over {
-		fn(v, 1)
+		d := float64(v) - mean
+		ss += float64(1) * d * d
 	}
+	return ss
 }
 
 func countDist(counts []int64, n, sum int64) Dist {
