@@ -48,6 +48,19 @@ func (r *ring[T]) pop() T {
 	return x
 }
 
+// popN appends the first n elements to dst and removes them: at most two
+// copies, for the batches a policy dispatches on every Step.
+func (r *ring[T]) popN(dst []T, n int) []T {
+	a := r.buf[r.head:min(r.head+n, len(r.buf))]
+	b := r.buf[:n-len(a)]
+	dst = append(append(dst, a...), b...)
+	clear(a)
+	clear(b)
+	r.head = (r.head + n) & (len(r.buf) - 1)
+	r.n -= n
+	return dst
+}
+
 // insert puts x at position i (0 = front), shifting the later elements back.
 func (r *ring[T]) insert(i int, x T) {
 	if r.n == len(r.buf) {
@@ -149,9 +162,7 @@ func (c *core) closeBatch() {
 
 func (c *core) emitFront(q *ring[Request], n int) {
 	c.openBatch()
-	for i := 0; i < n; i++ {
-		c.add(q.pop())
-	}
+	c.out = q.popN(c.out, n)
 	c.closeBatch()
 }
 
