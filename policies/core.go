@@ -127,6 +127,7 @@ type core struct {
 	start   int // index in out where the open batch starts
 	free    int // requests the engine can still accept in this Step
 	nb      int // batches the engine can still accept in this Step
+	dec     Decision
 }
 
 func (c *core) begin(eng Engine) {
@@ -175,6 +176,15 @@ func (c *core) decision(now, wake time.Duration) Decision {
 		panic(fmt.Sprintf("policies: wake %v before now %v", wake, now))
 	}
 	return Decision{Batches: c.batches, Drops: c.drops, Wake: wake}
+}
+
+// decisionRef is decision kept in the policy, for RefStepper.
+func (c *core) decisionRef(now, wake time.Duration) *Decision {
+	if wake < now {
+		panic(fmt.Sprintf("policies: wake %v before now %v", wake, now))
+	}
+	c.dec = Decision{Batches: c.batches, Drops: c.drops, Wake: wake}
+	return &c.dec
 }
 
 // serviceModel predicts how long a batch of b requests takes on the engine,

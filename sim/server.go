@@ -132,6 +132,10 @@ type Server struct {
 	// EventRequestDone ignored (policies.EventFilter).
 	skipAcc, skipDone bool
 	skipper           policies.Skipper
+	ref               policies.RefStepper
+	// ev is the event being fed: kept here, not on the stack, so that
+	// handing the policy a pointer to it allocates nothing.
+	ev policies.Event
 
 	// Counters for reports.
 	Events int64
@@ -152,6 +156,7 @@ func NewServer(cfg ServerConfig, pol policies.Policy) (*Server, error) {
 		s.skipAcc, s.skipDone = m.Has(policies.EventAccepted), m.Has(policies.EventRequestDone)
 	}
 	s.skipper, _ = pol.(policies.Skipper)
+	s.ref, _ = pol.(policies.RefStepper)
 	if s.done == nil {
 		s.done = func(*Result, int32, int64) {}
 	}
@@ -203,7 +208,8 @@ func (s *Server) Arrive(now time.Duration, r Request) {
 
 func (s *Server) enqueue(now time.Duration, seq int64, st *reqState) {
 	st.availEnq = s.avail(int64(now))
-	s.feed(now, &policies.Event{Kind: policies.EventArrival, Request: s.policyRequest(seq, st)})
+	s.ev = policies.Event{Kind: policies.EventArrival, Request: s.policyRequest(seq, st)}
+	s.feed(now, &s.ev)
 }
 
 // policyRequest is the request as the policy sees it: its ID is the
@@ -230,7 +236,8 @@ func (s *Server) Timer(now time.Duration) {
 	}
 	if s.wake <= now {
 		s.wake = policies.NoWake
-		s.feed(now, &policies.Event{Kind: policies.EventTimer})
+		s.ev = policies.Event{Kind: policies.EventTimer}
+		s.feed(now, &s.ev)
 	}
 }
 
@@ -279,7 +286,8 @@ func (s *Server) feed(now time.Duration, ev *policies.Event) {
 			s.told = s.engine()
 			continue
 		}
-		s.step(now, &policies.Event{Kind: policies.EventAccepted, BatchSize: s.accq[i]})
+		s.ev = policies.Event{Kind: policies.EventAccepted, BatchSize: s.accq[i]}
+		s.step(now, &s.ev)
 	}
 	s.accq = s.accq[:0]
 }
@@ -292,7 +300,13 @@ func (s *Server) step(now time.Duration, ev *policies.Event) {
 		return
 	}
 	s.Events++
-	d := s.pol.Step(now, *ev, eng)
+	var d *policies.Decision
+	if s.ref != nil {
+		d = s.ref.StepRef(now, ev, eng)
+	} else {
+		dv := s.pol.Step(now, *ev, eng)
+		d = &dv
+	}
 	if d.Wake < now {
 		panic(fmt.Sprintf("sim: policy %s asked to wake at %v, before now %v", s.pol.Spec(), d.Wake, now))
 	}
@@ -479,15 +493,18 @@ func (s *Server) leave(now time.Duration) {
 		} else {
 			pr := s.policyRequest(seq, st)
 			s.retire(seq, st)
-			s.feed(now, &policies.Event{Kind: policies.EventRequestDone, Request: pr, Latency: lat})
+			s.ev = policies.Event{Kind: policies.EventRequestDone, Request: pr, Latency: lat}
+			s.feed(now, &s.ev)
 		}
 		if batchDone {
-			s.feed(now, &policies.Event{Kind: policies.EventBatchDone, BatchSize: size, Service: svc})
+			s.ev = policies.Event{Kind: policies.EventBatchDone, BatchSize: size, Service: svc}
+			s.feed(now, &s.ev)
 		}
 	}
 	s.doneSeq = s.doneSeq[:0]
 	if s.engine() != s.told {
-		s.feed(now, &policies.Event{Kind: policies.EventCapacity})
+		s.ev = policies.Event{Kind: policies.EventCapacity}
+		s.feed(now, &s.ev)
 	}
 }
 

@@ -389,8 +389,18 @@ func (m *samples) flush() {
 		out[start[r]] = v
 		start[r]++
 	}
-	for _, v := range out {
-		m.counts[v>>chunkBits][v&chunkMask]++
+	// start[r] is now the end of chunk r's values in out.
+	lo := int32(0)
+	for r := 0; r < nChunks; r++ {
+		hi := start[r]
+		if hi == lo {
+			continue
+		}
+		c := (*[1 << chunkBits]uint32)(m.counts[r])
+		for _, v := range out[lo:hi] {
+			c[v&chunkMask]++
+		}
+		lo = hi
 	}
 	m.pend = m.pend[:0]
 }
