@@ -120,22 +120,22 @@ func roundUp(d, tick time.Duration) time.Duration {
 // core is the state every built-in policy shares: the decision buffers,
 // reused across Steps, and the engine capacity left in the current Step.
 type core struct {
-	tm      timer
-	out     []Request
-	batches []Batch
-	drops   []Drop
-	start   int // index in out where the open batch starts
-	free    int // requests the engine can still accept in this Step
-	nb      int // batches the engine can still accept in this Step
-	dec     Decision
+	tm    timer
+	out   []Request
+	start int // index in out where the open batch starts
+	free  int // requests the engine can still accept in this Step
+	nb    int // batches the engine can still accept in this Step
+	// dec holds the Step's batches and drops as it builds them, so that
+	// StepRef hands it out without copying.
+	dec Decision
 }
 
 func (c *core) begin(eng Engine) {
 	// Batches handed out earlier alias out; they are valid only until this
 	// call, as Decision documents.
 	c.out = c.out[:0]
-	c.batches = c.batches[:0]
-	c.drops = c.drops[:0]
+	c.dec.Batches = c.dec.Batches[:0]
+	c.dec.Drops = c.dec.Drops[:0]
 	c.free, c.nb = eng.Free, eng.Batches
 }
 
@@ -156,7 +156,7 @@ func (c *core) closeBatch() {
 	}
 	// A full slice expression so that a driver appending to a Batch cannot
 	// overwrite the next one.
-	c.batches = append(c.batches, Batch(c.out[c.start:len(c.out):len(c.out)]))
+	c.dec.Batches = append(c.dec.Batches, Batch(c.out[c.start:len(c.out):len(c.out)]))
 	c.free -= n
 	c.nb--
 }
@@ -168,14 +168,14 @@ func (c *core) emitFront(q *ring[Request], n int) {
 }
 
 func (c *core) drop(r Request, reason DropReason, why string) {
-	c.drops = append(c.drops, Drop{Request: r, Reason: reason, Why: why})
+	c.dec.Drops = append(c.dec.Drops, Drop{Request: r, Reason: reason, Why: why})
 }
 
 func (c *core) decision(now, wake time.Duration) Decision {
 	if wake < now {
 		panic(fmt.Sprintf("policies: wake %v before now %v", wake, now))
 	}
-	return Decision{Batches: c.batches, Drops: c.drops, Wake: wake}
+	return Decision{Batches: c.dec.Batches, Drops: c.dec.Drops, Wake: wake}
 }
 
 // decisionRef is decision kept in the policy, for RefStepper.
@@ -183,7 +183,7 @@ func (c *core) decisionRef(now, wake time.Duration) *Decision {
 	if wake < now {
 		panic(fmt.Sprintf("policies: wake %v before now %v", wake, now))
 	}
-	c.dec = Decision{Batches: c.batches, Drops: c.drops, Wake: wake}
+	c.dec.Wake = wake
 	return &c.dec
 }
 
