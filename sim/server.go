@@ -422,11 +422,13 @@ func (s *Server) nextStep(now time.Duration) *StepPlan {
 	if s.multi && !(s.prof.Mode == Continuous && s.eq.len() > 0 && s.running < s.maxBatch) {
 		steps = int(s.fin.min().step - s.g)
 	}
-	s.plan = StepPlan{
-		Prefill: len(s.admitted), PrefillTokens: p,
-		Decode: s.decoding, Context: s.sumPmS + int64(s.decoding)*(s.g+1),
-		Steps: steps, Admitted: s.admitted, Retired: s.retired,
-	}
+	// Field by field: a composite literal would be built aside and then
+	// moved with its slices under the write barrier.
+	pl := &s.plan
+	pl.Prefill, pl.PrefillTokens = len(s.admitted), p
+	pl.Decode, pl.Context = s.decoding, s.sumPmS+int64(s.decoding)*(s.g+1)
+	pl.Steps = steps
+	pl.Admitted, pl.Retired = s.admitted, s.retired
 	s.handed = true
 	s.inFlight = true
 	s.planAt = int64(now)
