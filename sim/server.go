@@ -191,14 +191,17 @@ func (s *Server) Arrive(now time.Duration, r Request) {
 	seq := s.nextSeq
 	s.nextSeq++
 	st := s.reqs.add(seq)
-	*st = reqState{
-		live: true, client: r.Client, prio: r.Priority, deadline: r.Deadline, prompt: int64(r.InputTokens),
-		res: Result{
-			RequestID: r.ID, ArrivalNS: int64(now), EnqueueNS: int64(now) + s.overhead,
-			DispatchNS: -1, EngineStartNS: -1, FirstTokenNS: -1, FinishNS: -1, BatchID: -1,
-			InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, OverheadNS: s.overhead,
-		},
-	}
+	// Every field, one by one: a composite literal would be built aside
+	// and moved under the write barrier (Result holds strings), which
+	// costs more than the stores.
+	st.live, st.client, st.prio, st.deadline, st.prompt = true, r.Client, r.Priority, r.Deadline, int64(r.InputTokens)
+	st.availEnq, st.prefillAt = 0, 0
+	res := &st.res
+	res.RequestID, res.ArrivalNS, res.EnqueueNS = r.ID, int64(now), int64(now)+s.overhead
+	res.DispatchNS, res.EngineStartNS, res.FirstTokenNS, res.FinishNS, res.BatchID = -1, -1, -1, -1, -1
+	res.InputTokens, res.OutputTokens, res.BatchSize = r.InputTokens, r.OutputTokens, 0
+	res.WindowWaitNS, res.EngineQueueWaitNS, res.OverheadNS = 0, 0, s.overhead
+	res.Status, res.Error = "", ""
 	if s.overhead == 0 && s.ovq.len() == 0 {
 		s.enqueue(now, seq, st)
 		return
