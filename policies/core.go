@@ -48,15 +48,25 @@ func (r *ring[T]) pop() T {
 	return x
 }
 
-// popN appends the first n elements to dst and removes them: at most two
-// copies, for the batches a policy dispatches on every Step.
+// popN appends the first n elements to dst and removes them, for the
+// batches a policy dispatches on every Step: element by element, as
+// batches are mostly small and a memmove call costs more than the copy.
 func (r *ring[T]) popN(dst []T, n int) []T {
-	a := r.buf[r.head:min(r.head+n, len(r.buf))]
-	b := r.buf[:n-len(a)]
-	dst = append(append(dst, a...), b...)
-	clear(a)
-	clear(b)
-	r.head = (r.head + n) & (len(r.buf) - 1)
+	var zero T
+	l := len(dst)
+	if cap(dst)-l < n {
+		dst = append(dst, make([]T, n)...)
+	} else {
+		dst = dst[:l+n]
+	}
+	out := dst[l : l+n]
+	mask := len(r.buf) - 1
+	for i := range out {
+		j := (r.head + i) & mask
+		out[i] = r.buf[j]
+		r.buf[j] = zero
+	}
+	r.head = (r.head + n) & mask
 	r.n -= n
 	return dst
 }

@@ -338,8 +338,8 @@ func (m *samples) add(ns int64) {
 		m.clamped++
 	}
 	v := uint32(u)
-	m.sorted = false
 	if !m.dense {
+		m.sorted = false // only us and over are sorted
 		m.us = append(m.us, v)
 		if len(m.us) >= denseAfter {
 			m.toDense()
@@ -347,10 +347,18 @@ func (m *samples) add(ns int64) {
 		return
 	}
 	if v >= denseMaxUS {
+		m.sorted = false
 		m.over = append(m.over, v)
 		return
 	}
-	if c := m.counts[v>>chunkBits]; c != nil && m.chunks <= directChunks {
+	if m.chunks > directChunks {
+		m.pend = append(m.pend, v)
+		if len(m.pend) == pendLen {
+			m.flush()
+		}
+		return
+	}
+	if c := m.counts[v>>chunkBits]; c != nil {
 		c[v&chunkMask]++ // a few chunks stay in cache
 		m.inChunk[v>>chunkBits]++
 		return
