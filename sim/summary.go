@@ -283,7 +283,11 @@ type samples struct {
 	// metric is dense; a chunk is allocated when a value first falls in it,
 	// so nothing is copied as the range grows and memory follows the
 	// range of values seen.
-	counts [][]uint32
+	counts [][]uint16
+	// wraps[v] counts how often v's 16-bit count wrapped to 0: 16-bit
+	// counts halve the cache lines a flush touches, and a value reaches
+	// 65536 occurrences only in narrow, cache-resident ranges.
+	wraps  map[uint32]int64
 	chunks int // chunks allocated
 	// inChunk[i] is how many values counts[i] holds, so that ranks skips
 	// whole chunks instead of walking millions of zero-heavy counts.
@@ -359,7 +363,10 @@ func (m *samples) add(ns int64) {
 		return
 	}
 	if c := m.counts[v>>chunkBits]; c != nil {
-		c[v&chunkMask]++ // a few chunks stay in cache
+		// A few chunks stay in cache.
+		if c[v&chunkMask]++; c[v&chunkMask] == 0 {
+			m.wrapped(v)
+		}
 		m.inChunk[v>>chunkBits]++
 		return
 	}
@@ -367,6 +374,28 @@ func (m *samples) add(ns int64) {
 	if len(m.pend) == pendLen {
 		m.flush()
 	}
+}
+
+func (m *samples) wrapped(v uint32) {
+	if m.wraps == nil {
+		m.wraps = map[uint32]int64{}
+	}
+	m.wraps[v]++
+}
+
+// wrapCounts returns the values whose counts wrapped, ascending, and the
+// 65536s to add to each.
+func (m *samples) wrapCounts() ([]uint32, []int64) {
+	vs := make([]uint32, 0, len(m.wraps))
+	for v := range m.wraps {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	add := make([]int64, len(vs))
+	for i, v := range vs {
+		add[i] = m.wraps[v] << 16
+	}
+	return vs, add
 }
 
 // flush counts the pending values: one counting-sort pass by chunk, then
@@ -381,7 +410,7 @@ func (m *samples) flush() {
 	}
 	for i := 0; i < nChunks; i++ {
 		if start[i+1] > 0 && m.counts[i] == nil {
-			m.counts[i] = make([]uint32, 1<<chunkBits)
+			m.counts[i] = make([]uint16, 1<<chunkBits)
 			m.chunks++
 		}
 		m.inChunk[i] += int64(start[i+1])
@@ -406,9 +435,11 @@ func (m *samples) flush() {
 		if hi == lo {
 			continue
 		}
-		c := (*[1 << chunkBits]uint32)(m.counts[r])
+		c := (*[1 << chunkBits]uint16)(m.counts[r])
 		for _, v := range out[lo:hi] {
-			c[v&chunkMask]++
+			if c[v&chunkMask]++; c[v&chunkMask] == 0 {
+				m.wrapped(v)
+			}
 		}
 		lo = hi
 	}
@@ -417,7 +448,7 @@ func (m *samples) flush() {
 
 func (m *samples) toDense() {
 	m.dense = true
-	m.counts = make([][]uint32, nChunks)
+	m.counts = make([][]uint16, nChunks)
 	m.inChunk = make([]int64, nChunks)
 	m.pend = make([]uint32, 0, pendLen)
 	for _, v := range m.us {
@@ -448,16 +479,26 @@ func (m *samples) ranks(ks []int64, out []uint32) {
 	}
 	i := 0
 	var below int64 // values below the current one
+	wv, wadd := m.wrapCounts()
+	wi := 0
 	for ci, chunk := range m.counts {
 		if chunk == nil {
 			continue
 		}
 		if ks[i] >= below+m.inChunk[ci] {
 			below += m.inChunk[ci]
+			for wi < len(wv) && wv[wi]>>chunkBits == uint32(ci) {
+				wi++
+			}
 			continue
 		}
-		for j, c := range chunk {
-			for i < len(ks) && ks[i] < below+int64(c) {
+		for j, c16 := range chunk {
+			c := int64(c16)
+			if wi < len(wv) && wv[wi] == uint32(ci<<chunkBits+j) {
+				c += wadd[wi]
+				wi++
+			}
+			for i < len(ks) && ks[i] < below+c {
 				out[i] = uint32(ci<<chunkBits + j)
 				i++
 			}
@@ -641,12 +682,19 @@ func (m *samples) sumSq(mean float64) float64 {
 		d := float64(v) - mean
 		ss += float64(1) * d * d
 	}
+	wv, wadd := m.wrapCounts()
+	wi := 0
 	for ci, chunk := range m.counts {
 		if m.inChunk[ci] == 0 {
 			continue
 		}
 		base := ci << chunkBits
-		for j, c := range chunk {
+		for j, c16 := range chunk {
+			c := int64(c16)
+			if wi < len(wv) && wv[wi] == uint32(base+j) {
+				c += wadd[wi]
+				wi++
+			}
 			if c > 0 {
 				d := float64(base+j) - mean
 				ss += float64(c) * d * d
