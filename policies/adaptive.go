@@ -59,6 +59,11 @@ func (p *adaptive) windowStar() time.Duration {
 }
 
 func (p *adaptive) Step(now time.Duration, ev Event, eng Engine) Decision {
+	return *p.StepRef(now, &ev, eng)
+}
+
+// StepRef implements RefStepper.
+func (p *adaptive) StepRef(now time.Duration, ev *Event, eng Engine) *Decision {
 	p.begin(eng)
 	switch ev.Kind {
 	case EventArrival:
@@ -89,7 +94,7 @@ func (p *adaptive) Step(now time.Duration, ev Event, eng Engine) Decision {
 		}
 		p.emitFront(&p.q, p.room(p.q.len(), p.target))
 	}
-	return p.decision(now, wake)
+	return p.decisionRef(now, wake)
 }
 
 func newAdaptive(a *Args) (Policy, error) {

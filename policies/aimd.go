@@ -31,6 +31,11 @@ func (p *aimd) Queued() int  { return p.q.len() }
 func (p *aimd) limit() int { return max(1, int(p.cap)) }
 
 func (p *aimd) Step(now time.Duration, ev Event, eng Engine) Decision {
+	return *p.StepRef(now, &ev, eng)
+}
+
+// StepRef implements RefStepper.
+func (p *aimd) StepRef(now time.Duration, ev *Event, eng Engine) *Decision {
 	p.begin(eng)
 	switch ev.Kind {
 	case EventArrival:
@@ -53,7 +58,7 @@ func (p *aimd) Step(now time.Duration, ev Event, eng Engine) Decision {
 		}
 		p.emitFront(&p.q, p.room(p.q.len(), p.limit()))
 	}
-	return p.decision(now, wake)
+	return p.decisionRef(now, wake)
 }
 
 func newAIMD(a *Args) (Policy, error) {

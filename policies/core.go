@@ -48,6 +48,29 @@ func (r *ring[T]) pop() T {
 	return x
 }
 
+// popN appends the first n elements to dst and removes them, for the
+// batches a policy dispatches on every Step: element by element, as
+// batches are mostly small and a memmove call costs more than the copy.
+func (r *ring[T]) popN(dst []T, n int) []T {
+	var zero T
+	l := len(dst)
+	if cap(dst)-l < n {
+		dst = append(dst, make([]T, n)...)
+	} else {
+		dst = dst[:l+n]
+	}
+	out := dst[l : l+n]
+	mask := len(r.buf) - 1
+	for i := range out {
+		j := (r.head + i) & mask
+		out[i] = r.buf[j]
+		r.buf[j] = zero
+	}
+	r.head = (r.head + n) & mask
+	r.n -= n
+	return dst
+}
+
 // insert puts x at position i (0 = front), shifting the later elements back.
 func (r *ring[T]) insert(i int, x T) {
 	if r.n == len(r.buf) {
@@ -107,21 +130,22 @@ func roundUp(d, tick time.Duration) time.Duration {
 // core is the state every built-in policy shares: the decision buffers,
 // reused across Steps, and the engine capacity left in the current Step.
 type core struct {
-	tm      timer
-	out     []Request
-	batches []Batch
-	drops   []Drop
-	start   int // index in out where the open batch starts
-	free    int // requests the engine can still accept in this Step
-	nb      int // batches the engine can still accept in this Step
+	tm    timer
+	out   []Request
+	start int // index in out where the open batch starts
+	free  int // requests the engine can still accept in this Step
+	nb    int // batches the engine can still accept in this Step
+	// dec holds the Step's batches and drops as it builds them, so that
+	// StepRef hands it out without copying.
+	dec Decision
 }
 
 func (c *core) begin(eng Engine) {
 	// Batches handed out earlier alias out; they are valid only until this
 	// call, as Decision documents.
 	c.out = c.out[:0]
-	c.batches = c.batches[:0]
-	c.drops = c.drops[:0]
+	c.dec.Batches = c.dec.Batches[:0]
+	c.dec.Drops = c.dec.Drops[:0]
 	c.free, c.nb = eng.Free, eng.Batches
 }
 
@@ -142,28 +166,35 @@ func (c *core) closeBatch() {
 	}
 	// A full slice expression so that a driver appending to a Batch cannot
 	// overwrite the next one.
-	c.batches = append(c.batches, Batch(c.out[c.start:len(c.out):len(c.out)]))
+	c.dec.Batches = append(c.dec.Batches, Batch(c.out[c.start:len(c.out):len(c.out)]))
 	c.free -= n
 	c.nb--
 }
 
 func (c *core) emitFront(q *ring[Request], n int) {
 	c.openBatch()
-	for i := 0; i < n; i++ {
-		c.add(q.pop())
-	}
+	c.out = q.popN(c.out, n)
 	c.closeBatch()
 }
 
 func (c *core) drop(r Request, reason DropReason, why string) {
-	c.drops = append(c.drops, Drop{Request: r, Reason: reason, Why: why})
+	c.dec.Drops = append(c.dec.Drops, Drop{Request: r, Reason: reason, Why: why})
 }
 
 func (c *core) decision(now, wake time.Duration) Decision {
 	if wake < now {
 		panic(fmt.Sprintf("policies: wake %v before now %v", wake, now))
 	}
-	return Decision{Batches: c.batches, Drops: c.drops, Wake: wake}
+	return Decision{Batches: c.dec.Batches, Drops: c.dec.Drops, Wake: wake}
+}
+
+// decisionRef is decision kept in the policy, for RefStepper.
+func (c *core) decisionRef(now, wake time.Duration) *Decision {
+	if wake < now {
+		panic(fmt.Sprintf("policies: wake %v before now %v", wake, now))
+	}
+	c.dec.Wake = wake
+	return &c.dec
 }
 
 // serviceModel predicts how long a batch of b requests takes on the engine,

@@ -65,6 +65,11 @@ func (p *deadline) oldest() time.Duration {
 }
 
 func (p *deadline) Step(now time.Duration, ev Event, eng Engine) Decision {
+	return *p.StepRef(now, &ev, eng)
+}
+
+// StepRef implements RefStepper.
+func (p *deadline) StepRef(now time.Duration, ev *Event, eng Engine) *Decision {
 	p.begin(eng)
 	switch ev.Kind {
 	case EventArrival:
@@ -118,7 +123,7 @@ func (p *deadline) Step(now time.Duration, ev Event, eng Engine) Decision {
 		}
 		p.closeBatch()
 	}
-	return p.decision(now, wake)
+	return p.decisionRef(now, wake)
 }
 
 func newDeadline(a *Args) (Policy, error) {

@@ -67,6 +67,11 @@ func (p *triton) expire(now time.Duration) bool {
 }
 
 func (p *triton) Step(now time.Duration, ev Event, eng Engine) Decision {
+	return *p.StepRef(now, &ev, eng)
+}
+
+// StepRef implements RefStepper.
+func (p *triton) StepRef(now time.Duration, ev *Event, eng Engine) *Decision {
 	p.begin(eng)
 	if ev.Kind == EventArrival {
 		if p.maxQueue > 0 && p.Queued() >= p.maxQueue {
@@ -110,7 +115,7 @@ func (p *triton) Step(now time.Duration, ev Event, eng Engine) Decision {
 		}
 		p.closeBatch()
 	}
-	return p.decision(now, wake)
+	return p.decisionRef(now, wake)
 }
 
 func newTriton(a *Args) (Policy, error) {

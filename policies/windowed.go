@@ -25,6 +25,11 @@ func (p *none) Spec() string { return p.spec }
 func (p *none) Queued() int  { return p.q.len() }
 
 func (p *none) Step(now time.Duration, ev Event, eng Engine) Decision {
+	return *p.StepRef(now, &ev, eng)
+}
+
+// StepRef implements RefStepper.
+func (p *none) StepRef(now time.Duration, ev *Event, eng Engine) *Decision {
 	p.begin(eng)
 	if ev.Kind == EventArrival {
 		p.q.push(ev.Request)
@@ -32,7 +37,7 @@ func (p *none) Step(now time.Duration, ev Event, eng Engine) Decision {
 	for p.q.len() > 0 && p.canDispatch() {
 		p.emitFront(&p.q, p.room(p.q.len(), p.free))
 	}
-	return p.decision(now, NoWake)
+	return p.decisionRef(now, NoWake)
 }
 
 // anchor says when a fixed window starts.
@@ -112,6 +117,11 @@ func (p *windowed) window(depth int) time.Duration {
 }
 
 func (p *windowed) Step(now time.Duration, ev Event, eng Engine) Decision {
+	return *p.StepRef(now, &ev, eng)
+}
+
+// StepRef implements RefStepper.
+func (p *windowed) StepRef(now time.Duration, ev *Event, eng Engine) *Decision {
 	p.begin(eng)
 	switch ev.Kind {
 	case EventArrival:
@@ -162,7 +172,7 @@ func (p *windowed) Step(now time.Duration, ev Event, eng Engine) Decision {
 			p.cycling = false
 		}
 	}
-	return p.decision(now, wake)
+	return p.decisionRef(now, wake)
 }
 
 // windowEnd is when the current window's timer fires.

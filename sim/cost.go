@@ -47,22 +47,25 @@ type PlanTiming struct {
 // by one lognormal factor whose CV is jitter_cv/√Steps: the CV of a sum of
 // Steps independent jittered steps (Fenton–Wilkinson), so that coalescing
 // steps keeps the spread of service times.
-func (m *CostModel) Time(p StepPlan) PlanTiming { return m.time(&p) }
+func (m *CostModel) Time(p StepPlan) PlanTiming {
+	var t PlanTiming
+	m.time(&p, &t)
+	return t
+}
 
-func (m *CostModel) time(p *StepPlan) PlanTiming {
-	c := m.c
+// time writes the timing of p into t, in place: the simulator's loop
+// runs it once per plan.
+func (m *CostModel) time(p *StepPlan, t *PlanTiming) {
+	c := &m.c
 	dd := float64(p.Decode + p.Prefill)
-	t := PlanTiming{
-		c0:    c.BaseMS + c.PerPrefillTokenMS*float64(p.PrefillTokens) + c.PerDecodeSeqMS*float64(p.Decode) + c.PerKVTokenMS*float64(p.Context),
-		lin:   c.BaseMS + c.PerDecodeSeqMS*dd + c.PerKVTokenMS*float64(p.Context+p.PrefillTokens),
-		quad:  c.PerKVTokenMS * dd / 2,
-		f:     1e6,
-		steps: p.Steps,
-	}
+	t.c0 = c.BaseMS + c.PerPrefillTokenMS*float64(p.PrefillTokens) + c.PerDecodeSeqMS*float64(p.Decode) + c.PerKVTokenMS*float64(p.Context)
+	t.lin = c.BaseMS + c.PerDecodeSeqMS*dd + c.PerKVTokenMS*float64(p.Context+p.PrefillTokens)
+	t.quad = c.PerKVTokenMS * dd / 2
+	t.f = 1e6
+	t.steps = p.Steps
 	if m.cv > 0 {
 		t.f *= m.factor(p.Steps)
 	}
-	return t
 }
 
 // sigma returns (σ², σ) of the factor of a plan of steps steps.

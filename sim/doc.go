@@ -33,7 +33,8 @@
 // ignored (policies.EventFilter) and those whose Step it says would be a
 // no-op (policies.Skipper): Server skips them by the rules those
 // interfaces document, so the simulator and replay skip the same ones and
-// a policy decides alike under both.
+// a policy decides alike under both. A policy that implements
+// policies.RefStepper is stepped through StepRef, by reference.
 //
 // Per-request records are Result (the Parquet schema shared with replay,
 // written by ResultWriter, read by OpenResults/ReadResults); Collector

@@ -121,6 +121,18 @@ func TestSamplesDensePathsExact(t *testing.T) {
 			return int64(r.ExpFloat64() * 4e9)
 		},
 		"chunk-edges": func(i int) int64 { return (int64(i%4)<<chunkBits - int64(i%2)) * 1000 },
+		// More than 65536 of one value wrap its 16-bit count, counted
+		// directly (narrow) and in batches (wide).
+		"repeated-narrow": func(i int) int64 { return int64(i%3) * 1000 },
+		"repeated-wide": func(i int) int64 {
+			switch i % 4 {
+			case 0, 2:
+				return 5_000_000
+			case 1:
+				return 400_000_000
+			}
+			return int64(r.ExpFloat64() * 2e9)
+		},
 	}
 	for name, gen := range gens {
 		for _, n := range []int{denseAfter + 1, 300_000, denseAfter + pendLen + 12345} {
@@ -141,6 +153,16 @@ func TestSamplesDensePathsExact(t *testing.T) {
 					want := vals[lo] + (h-float64(lo))*(vals[hi]-vals[lo])
 					require.InDelta(t, want, q[i], 1e-6, "p=%v", p)
 				}
+				var sum float64
+				for _, v := range vals {
+					sum += v
+				}
+				mean := sum / float64(n)
+				var ss float64
+				for _, v := range vals {
+					ss += (v - mean) * (v - mean)
+				}
+				require.InEpsilon(t, ss, m.sumSq(mean), 1e-9)
 			})
 		}
 	}

@@ -132,6 +132,10 @@ type Server struct {
 	// EventRequestDone ignored (policies.EventFilter).
 	skipAcc, skipDone bool
 	skipper           policies.Skipper
+	ref               policies.RefStepper
+	// ev is the event being fed: kept here, not on the stack, so that
+	// handing the policy a pointer to it allocates nothing.
+	ev policies.Event
 
 	// Counters for reports.
 	Events int64
@@ -152,6 +156,7 @@ func NewServer(cfg ServerConfig, pol policies.Policy) (*Server, error) {
 		s.skipAcc, s.skipDone = m.Has(policies.EventAccepted), m.Has(policies.EventRequestDone)
 	}
 	s.skipper, _ = pol.(policies.Skipper)
+	s.ref, _ = pol.(policies.RefStepper)
 	if s.done == nil {
 		s.done = func(*Result, int32, int64) {}
 	}
@@ -186,14 +191,17 @@ func (s *Server) Arrive(now time.Duration, r Request) {
 	seq := s.nextSeq
 	s.nextSeq++
 	st := s.reqs.add(seq)
-	*st = reqState{
-		live: true, client: r.Client, prio: r.Priority, deadline: r.Deadline, prompt: int64(r.InputTokens),
-		res: Result{
-			RequestID: r.ID, ArrivalNS: int64(now), EnqueueNS: int64(now) + s.overhead,
-			DispatchNS: -1, EngineStartNS: -1, FirstTokenNS: -1, FinishNS: -1, BatchID: -1,
-			InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, OverheadNS: s.overhead,
-		},
-	}
+	// Every field, one by one: a composite literal would be built aside
+	// and moved under the write barrier (Result holds strings), which
+	// costs more than the stores.
+	st.live, st.client, st.prio, st.deadline, st.prompt = true, r.Client, r.Priority, r.Deadline, int64(r.InputTokens)
+	st.availEnq, st.prefillAt = 0, 0
+	res := &st.res
+	res.RequestID, res.ArrivalNS, res.EnqueueNS = r.ID, int64(now), int64(now)+s.overhead
+	res.DispatchNS, res.EngineStartNS, res.FirstTokenNS, res.FinishNS, res.BatchID = -1, -1, -1, -1, -1
+	res.InputTokens, res.OutputTokens, res.BatchSize = r.InputTokens, r.OutputTokens, 0
+	res.WindowWaitNS, res.EngineQueueWaitNS, res.OverheadNS = 0, 0, s.overhead
+	res.Status, res.Error = "", ""
 	if s.overhead == 0 && s.ovq.len() == 0 {
 		s.enqueue(now, seq, st)
 		return
@@ -203,7 +211,8 @@ func (s *Server) Arrive(now time.Duration, r Request) {
 
 func (s *Server) enqueue(now time.Duration, seq int64, st *reqState) {
 	st.availEnq = s.avail(int64(now))
-	s.feed(now, &policies.Event{Kind: policies.EventArrival, Request: s.policyRequest(seq, st)})
+	s.ev = policies.Event{Kind: policies.EventArrival, Request: s.policyRequest(seq, st)}
+	s.feed(now, &s.ev)
 }
 
 // policyRequest is the request as the policy sees it: its ID is the
@@ -230,7 +239,8 @@ func (s *Server) Timer(now time.Duration) {
 	}
 	if s.wake <= now {
 		s.wake = policies.NoWake
-		s.feed(now, &policies.Event{Kind: policies.EventTimer})
+		s.ev = policies.Event{Kind: policies.EventTimer}
+		s.feed(now, &s.ev)
 	}
 }
 
@@ -279,7 +289,8 @@ func (s *Server) feed(now time.Duration, ev *policies.Event) {
 			s.told = s.engine()
 			continue
 		}
-		s.step(now, &policies.Event{Kind: policies.EventAccepted, BatchSize: s.accq[i]})
+		s.ev = policies.Event{Kind: policies.EventAccepted, BatchSize: s.accq[i]}
+		s.step(now, &s.ev)
 	}
 	s.accq = s.accq[:0]
 }
@@ -292,7 +303,13 @@ func (s *Server) step(now time.Duration, ev *policies.Event) {
 		return
 	}
 	s.Events++
-	d := s.pol.Step(now, *ev, eng)
+	var d *policies.Decision
+	if s.ref != nil {
+		d = s.ref.StepRef(now, ev, eng)
+	} else {
+		dv := s.pol.Step(now, *ev, eng)
+		d = &dv
+	}
 	if d.Wake < now {
 		panic(fmt.Sprintf("sim: policy %s asked to wake at %v, before now %v", s.pol.Spec(), d.Wake, now))
 	}
@@ -408,11 +425,13 @@ func (s *Server) nextStep(now time.Duration) *StepPlan {
 	if s.multi && !(s.prof.Mode == Continuous && s.eq.len() > 0 && s.running < s.maxBatch) {
 		steps = int(s.fin.min().step - s.g)
 	}
-	s.plan = StepPlan{
-		Prefill: len(s.admitted), PrefillTokens: p,
-		Decode: s.decoding, Context: s.sumPmS + int64(s.decoding)*(s.g+1),
-		Steps: steps, Admitted: s.admitted, Retired: s.retired,
-	}
+	// Field by field: a composite literal would be built aside and then
+	// moved with its slices under the write barrier.
+	pl := &s.plan
+	pl.Prefill, pl.PrefillTokens = len(s.admitted), p
+	pl.Decode, pl.Context = s.decoding, s.sumPmS+int64(s.decoding)*(s.g+1)
+	pl.Steps = steps
+	pl.Admitted, pl.Retired = s.admitted, s.retired
 	s.handed = true
 	s.inFlight = true
 	s.planAt = int64(now)
@@ -479,15 +498,18 @@ func (s *Server) leave(now time.Duration) {
 		} else {
 			pr := s.policyRequest(seq, st)
 			s.retire(seq, st)
-			s.feed(now, &policies.Event{Kind: policies.EventRequestDone, Request: pr, Latency: lat})
+			s.ev = policies.Event{Kind: policies.EventRequestDone, Request: pr, Latency: lat}
+			s.feed(now, &s.ev)
 		}
 		if batchDone {
-			s.feed(now, &policies.Event{Kind: policies.EventBatchDone, BatchSize: size, Service: svc})
+			s.ev = policies.Event{Kind: policies.EventBatchDone, BatchSize: size, Service: svc}
+			s.feed(now, &s.ev)
 		}
 	}
 	s.doneSeq = s.doneSeq[:0]
 	if s.engine() != s.told {
-		s.feed(now, &policies.Event{Kind: policies.EventCapacity})
+		s.ev = policies.Event{Kind: policies.EventCapacity}
+		s.feed(now, &s.ev)
 	}
 }
 

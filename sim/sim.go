@@ -235,7 +235,7 @@ func Run(cfg Config, src Source) (Summary, Stats, error) {
 		}
 		if !srv.InFlight() {
 			if plan := srv.nextStep(time.Duration(now)); plan != nil {
-				timing = cost.time(plan)
+				cost.time(plan, &timing)
 				planStart, planSteps = now, plan.Steps
 				stepEnd = now + timing.Boundary(plan.Steps)
 				st.Plans++
