@@ -227,9 +227,11 @@ func Calibrate(ctx context.Context, e Engine, grid CalibrationGrid, progress fun
 					if p == 0 {
 						// A pure decode step right after a prefill runs up to
 						// twice as slow as one in a stream of decode steps (on
-						// the cpu engine: 3.6 ms against 1.8-2.2 ms for the
-						// small preset, caches refilling over ~5 steps). Serving
-						// decodes in streams, so measure a settled stream.
+						// the cpu engine, small preset: 3.7-4.2 ms for the
+						// first 4-5 steps, then 1.3-2.2 ms). Serving decodes
+						// in streams, so measure a settled stream: settling 10
+						// steps put replay's seed-workload latency within 4 %
+						// of the prediction, 5 steps left it 6-19 % high.
 						for i := 0; i < decodeSettle; i++ {
 							if _, err := step(); err != nil {
 								return nil, err
@@ -314,7 +316,7 @@ func median(v []float64) float64 {
 
 // decodeSettle is how many unmeasured decode steps precede each measured
 // pure-decode step of a calibration (see Calibrate).
-const decodeSettle = 5
+const decodeSettle = 10
 
 var costNames = [4]string{"base_ms", "per_prefill_token_ms", "per_decode_seq_ms", "per_kv_token_ms"}
 
