@@ -64,4 +64,19 @@ done
   --predicted 2ms=$O/predicted-2ms.parquet --measured 2ms=$O/measured-2ms.parquet \
   --predicted 1ms=$O/predicted-1ms.parquet --measured 1ms=$O/measured-1ms.parquet --sweep "$O/sweep-cpu-small.parquet" \
   --title "seed workload, cpu engine small: predicted (dashed) vs measured (solid)"
+
+# 7. optional: the same on MLX (a build with -tags mlx; set CGO_CFLAGS/CGO_LDFLAGS as the README's
+#    MLX section says, then WITH_MLX=1 examples/seed-window/run.sh).
+if [ "${WITH_MLX:-0}" = 1 ]; then
+  step "7. measure on MLX (engine mlx, small preset)"
+  go build -tags mlx -o "$B/replay-mlx" ./cmd/replay
+  "$B/replay-mlx" calibrate --engine mlx --model small --mode sequential --max-batch 4 --overhead-ms 8.65 \
+    --grid 'prefill=0,16,32,64;decode=0,1,2,4;context=16,64,128;warmup=2;repeats=7' --out "$O/mlx-small.json" --force --quiet > "$O/calibrate-mlx.txt"
+  for w in 2 1; do
+    "$B/replay-mlx" --engine mlx --model small --profile "$O/mlx-small.json" --trace $T --clients 1 \
+      --policy fixed:window=${w}ms,anchor=collector --predict --quiet --force --out "$O/mlx-measured-${w}ms.parquet" \
+      --predict-out "$O/mlx-predicted-${w}ms.parquet" > "$O/mlx-replay-${w}ms.txt"
+  done
+  "$B/simrun" compare "$O/mlx-measured-2ms.parquet" "$O/mlx-measured-1ms.parquet" --detect 0.5ms > "$O/mlx-compare-measured.txt"
+fi
 step "done: $O"
