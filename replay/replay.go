@@ -335,8 +335,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	// no open-loop send left, no closed-loop client ready, no timer and no
 	// drain deadline.
 	quiet := func() bool {
-		if stopAt != inf || srv.NextTimer() != math.MaxInt64 {
-			// A drain's deadline must be able to abort the step.
+		if stopAt != inf || ctx.Err() != nil || srv.NextTimer() != math.MaxInt64 {
+			// A drain's deadline must be able to abort the step, and
+			// Ctrl-C is seen by the loop's wait.
 			return false
 		}
 		if stopSends || next >= len(reqs) {
