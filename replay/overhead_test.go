@@ -47,7 +47,7 @@ func BenchmarkHarnessOverhead(b *testing.B) {
 		next++
 		id := realengine.SeqID(1_000_000 + next)
 		start := time.Now()
-		if err := eng.Admit(realengine.Sequence{ID: id, Prompt: replay.PromptTokens(next, prompt, 2048, 1), MaxNewTokens: out}); err != nil {
+		if err := eng.Admit(realengine.Sequence{ID: id, Prompt: replay.PromptTokens(next, prompt, eng.Info().Config.VocabSize, 1), MaxNewTokens: out}); err != nil {
 			b.Fatal(err)
 		}
 		for s := 0; s < out; s++ {
