@@ -36,8 +36,9 @@ type Config struct {
 	Speedup float64
 	// Duration stops new sends that long after the start (0: no limit).
 	Duration time.Duration
-	// Timeout fails a request still in the engine that long after its
-	// arrival, checked at step boundaries (0: none).
+	// Timeout fails a request that long after its arrival: one still
+	// waiting when the policy dispatches it never reaches the engine, one
+	// in the engine fails at the next step boundary (0: none).
 	Timeout time.Duration
 	// Drain is how long, after ctx ends, the loop keeps stepping requests
 	// already inside the server before it stops (0: stop after the step in
@@ -100,6 +101,9 @@ type Report struct {
 type job struct {
 	retire []int64
 	admit  []realengine.Sequence
+	// expired: dispatched after waiting longer than the timeout; they
+	// never reach the engine and fail when this job's step ends.
+	expired []int64
 }
 
 type outcome struct {
@@ -301,6 +305,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			failMsg[id] = "engine: " + e.Error()
 			failed = append(failed, id)
 		}
+		for _, id := range cur.expired {
+			failMsg[id] = fmt.Sprintf("timeout: waited longer than %v before reaching the engine", cfg.Timeout)
+			failed = append(failed, id)
+		}
 		for _, so := range o.res.Outputs {
 			if so.Err != nil {
 				id := int64(so.ID)
@@ -443,6 +451,10 @@ loop:
 			if p, ok := srv.NextStep(time.Duration(now)); ok {
 				cur = job{retire: slices.Clone(p.Retired)}
 				for _, id := range p.Admitted {
+					if cfg.Timeout > 0 && now-arrivedAt[id] > int64(cfg.Timeout) {
+						cur.expired = append(cur.expired, id)
+						continue
+					}
 					ri := byID[id]
 					cur.admit = append(cur.admit, realengine.Sequence{
 						ID: realengine.SeqID(id), Prompt: PromptTokens(id, int(ri.in), vocab, cfg.Seed),

@@ -176,6 +176,45 @@ func TestTimeout(t *testing.T) {
 	})
 }
 
+// A request that waited in the policy's queue past the timeout fails when
+// the policy dispatches it, without reaching the engine.
+func TestTimeoutInQueue(t *testing.T) {
+	for _, tc := range []struct {
+		timeout time.Duration
+		expired bool
+	}{{20 * time.Millisecond, true}, {time.Second, false}} {
+		t.Run(tc.timeout.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				reqs := testTrace(6, time.Millisecond)
+				eng := newFake(fakeCost)
+				got := replayFake(t.Context(), eng, replay.Config{Profile: profile(sim.Continuous, 8, 0), Requests: reqs, Timeout: tc.timeout},
+					"fixed:window=30ms,max_batch=8")
+				require.NoError(t, got.err)
+				require.Len(t, got.res, 6)
+				for _, r := range got.res {
+					if tc.expired {
+						assert.Equal(t, sim.StatusFailed, r.Status)
+						assert.Contains(t, r.Error, "before reaching the engine")
+					} else {
+						assert.Equal(t, sim.StatusOK, r.Status, r.Error)
+					}
+				}
+				admitted := 0
+				for _, st := range got.rep.Steps {
+					admitted += int(st.Admitted)
+				}
+				if tc.expired {
+					assert.Zero(t, admitted, "expired requests never reach the engine")
+					assert.Equal(t, 6, got.rep.Failed)
+				} else {
+					assert.Equal(t, 6, admitted)
+				}
+				assert.Zero(t, eng.Stats().Sequences)
+			})
+		})
+	}
+}
+
 func TestCancelStopsSendsAndKeepsFinished(t *testing.T) {
 	for _, drain := range []time.Duration{0, 5 * time.Millisecond} {
 		t.Run("drain="+drain.String(), func(t *testing.T) {

@@ -53,7 +53,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Float64Var(&o.speedup, "speedup", 1, "open loop: divide trace arrival times by X")
 	fs.IntVar(&o.maxRequests, "max-requests", 0, "send at most N requests (0: all)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop sending after D (open loop: requests arriving later are left out)")
-	fs.DurationVar(&o.timeout, "timeout", 0, "fail a request still in the engine D after its arrival (0: none)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "fail a request D after its arrival: when dispatched (it never reaches the engine) or at the next step boundary (0: none)")
 	fs.DurationVar(&o.drain, "drain", 0, "on Ctrl-C/SIGTERM keep serving requests already sent for up to D")
 	fs.DurationVar(&o.spin, "spin", replay.DefaultSpin, "busy-wait this long before each deadline for sub-ms timing (0: sleep only)")
 	fs.BoolVar(&o.truncate, "truncate", false, "cut prompts (then outputs) that exceed the engine context instead of failing")
