@@ -10,51 +10,24 @@ type ClientSend struct {
 // ClientQueue orders closed-loop sends by time, then client. The
 // simulator and replay both use it, so that both drivers give the same
 // request to the same client.
-type ClientQueue struct{ a []ClientSend }
+type ClientQueue struct {
+	h minHeap[ClientSend, bySendTime]
+}
+
+type bySendTime struct{}
+
+func (bySendTime) less(x, y *ClientSend) bool {
+	return x.T < y.T || (x.T == y.T && x.Client < y.Client)
+}
 
 // Len is the number of queued sends.
-func (h *ClientQueue) Len() int { return len(h.a) }
+func (q *ClientQueue) Len() int { return q.h.len() }
 
 // Min is the earliest send; the queue must not be empty.
-func (h *ClientQueue) Min() ClientSend { return h.a[0] }
-
-func sendLess(x, y ClientSend) bool { return x.T < y.T || (x.T == y.T && x.Client < y.Client) }
+func (q *ClientQueue) Min() ClientSend { return *q.h.min() }
 
 // Push queues a send.
-func (h *ClientQueue) Push(x ClientSend) {
-	h.a = append(h.a, x)
-	i := len(h.a) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !sendLess(h.a[i], h.a[p]) {
-			break
-		}
-		h.a[i], h.a[p] = h.a[p], h.a[i]
-		i = p
-	}
-}
+func (q *ClientQueue) Push(x ClientSend) { q.h.push(x) }
 
 // Pop removes and returns the earliest send.
-func (h *ClientQueue) Pop() ClientSend {
-	x := h.a[0]
-	n := len(h.a) - 1
-	h.a[0] = h.a[n]
-	h.a = h.a[:n]
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		c := l
-		if r := l + 1; r < n && sendLess(h.a[r], h.a[l]) {
-			c = r
-		}
-		if !sendLess(h.a[c], h.a[i]) {
-			break
-		}
-		h.a[i], h.a[c] = h.a[c], h.a[i]
-		i = c
-	}
-	return x
-}
+func (q *ClientQueue) Pop() ClientSend { return q.h.pop() }

@@ -745,49 +745,14 @@ type heldResult struct {
 	seq int64
 }
 
-// resultHeap orders held results by arrival, ties by seq.
-type resultHeap struct{ a []heldResult }
+// byArrival orders held results by arrival, ties by seq.
+type byArrival struct{}
 
-func (h *resultHeap) len() int         { return len(h.a) }
-func (h *resultHeap) min() *heldResult { return &h.a[0] }
-func hless(x, y *heldResult) bool {
+func (byArrival) less(x, y *heldResult) bool {
 	return x.r.ArrivalNS < y.r.ArrivalNS || (x.r.ArrivalNS == y.r.ArrivalNS && x.seq < y.seq)
 }
 
-func (h *resultHeap) push(x heldResult) {
-	h.a = append(h.a, x)
-	for i := len(h.a) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !hless(&h.a[i], &h.a[p]) {
-			break
-		}
-		h.a[i], h.a[p] = h.a[p], h.a[i]
-		i = p
-	}
-}
-
-func (h *resultHeap) pop() heldResult {
-	x := h.a[0]
-	n := len(h.a) - 1
-	h.a[0] = h.a[n]
-	h.a = h.a[:n]
-	for i := 0; ; {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		c := l
-		if r := l + 1; r < n && hless(&h.a[r], &h.a[l]) {
-			c = r
-		}
-		if !hless(&h.a[c], &h.a[i]) {
-			break
-		}
-		h.a[i], h.a[c] = h.a[c], h.a[i]
-		i = c
-	}
-	return x
-}
+type resultHeap = minHeap[heldResult, byArrival]
 
 // ParseTrim reads the command-line forms of warm-up and cool-down
 // trimming: a request count ("100") or a duration ("30s"); "" is none.
