@@ -151,6 +151,28 @@ func runCtx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return replayCmd(ctx, args, stdout, stderr)
 }
 
+// parseFlags parses args into fs (with --help added). done says the
+// command must return code at once: its help was shown (0) or the
+// arguments were wrong (exitUsage, one line on stderr).
+func parseFlags(fs *pflag.FlagSet, args []string, name, usage string, stdout, stderr io.Writer) (code int, done bool) {
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "%s: %v (see %s --help)\n", name, err, name)
+		return exitUsage, true
+	}
+	if *help {
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q (see %s --help)\n", name, fs.Arg(0), name)
+		return exitUsage, true
+	}
+	return 0, false
+}
+
 func fail(stderr io.Writer, prefix string, err error) int {
 	fmt.Fprintf(stderr, "%s: %v\n", prefix, err)
 	var ue usageError
@@ -175,20 +197,8 @@ func calibrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.BoolVar(&force, "force", false, "overwrite an existing --out")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
 	fs.BoolVar(&asJSON, "json", false, "print the fit as JSON")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "replay calibrate: %v (see replay calibrate --help)\n", err)
-		return exitUsage
-	}
-	if *help {
-		fmt.Fprint(stdout, calibrateUsage)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "replay calibrate: unexpected argument %q (see replay calibrate --help)\n", fs.Arg(0))
-		return exitUsage
+	if code, done := parseFlags(fs, args, "replay calibrate", calibrateUsage, stdout, stderr); done {
+		return code
 	}
 	if out == "" {
 		fmt.Fprintf(stderr, "replay calibrate: --out is required (see replay calibrate --help)\n")

@@ -70,20 +70,8 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.BoolVar(&o.force, "force", false, "overwrite existing output files")
 	fs.BoolVar(&o.noBare, "no-bare", false, "skip the bare-engine run (overhead_pct is null)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "replay: %v (see replay --help)\n", err)
-		return exitUsage
-	}
-	if *help {
-		fmt.Fprint(stdout, usage)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "replay: unexpected argument %q (see replay --help)\n", fs.Arg(0))
-		return exitUsage
+	if code, done := parseFlags(fs, args, "replay", usage, stdout, stderr); done {
+		return code
 	}
 	o.changedMode, o.changedBatch = fs.Changed("mode"), fs.Changed("max-batch")
 	o.changedBudget, o.changedOverhead = fs.Changed("token-budget"), fs.Changed("overhead-ms")
