@@ -22,23 +22,9 @@ func BenchmarkCPUDecode(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				r := rand.New(rand.NewPCG(1, 1))
 				ctx := context.Background()
-				next := SeqID(0)
-				refill := func() {
-					for id := next - SeqID(batch); id < next && id >= 0; id++ {
-						_ = e.Retire(id)
-					}
-					for i := 0; i < batch; i++ {
-						if err := e.Admit(Sequence{ID: next, Prompt: randomPrompt(r, 64, c.VocabSize), MaxNewTokens: 128}); err != nil {
-							b.Fatal(err)
-						}
-						next++
-					}
-					if _, err := e.Step(ctx); err != nil {
-						b.Fatal(err)
-					}
-				}
+				d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, hint: 128, prime: 1, promptLen: func(int) int { return 64 }}
+				refill := d.refill
 				refill()
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -86,5 +72,39 @@ func BenchmarkCPUPrefill(b *testing.B) {
 			}
 			b.ReportMetric(float64(len(prompt)*b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
+	}
+}
+
+// decodeBatch keeps batch sequences decoding for the decode benchmarks:
+// refill retires the previous batch, admits a new one (prompt i of
+// promptLen(i) random tokens, MaxNewTokens hint) and runs prime steps
+// (the prefill, and more if the benchmark wants decode already under way).
+type decodeBatch struct {
+	b                  *testing.B
+	e                  Engine
+	vocab, batch, hint int
+	prime              int
+	promptLen          func(i int) int
+	r                  *rand.Rand
+	next               SeqID
+}
+
+func (d *decodeBatch) refill() {
+	if d.r == nil {
+		d.r = rand.New(rand.NewPCG(1, 1))
+	}
+	for id := d.next - SeqID(d.batch); id < d.next && id >= 0; id++ {
+		_ = d.e.Retire(id)
+	}
+	for i := 0; i < d.batch; i++ {
+		if err := d.e.Admit(Sequence{ID: d.next, Prompt: randomPrompt(d.r, d.promptLen(i), d.vocab), MaxNewTokens: d.hint}); err != nil {
+			d.b.Fatal(err)
+		}
+		d.next++
+	}
+	for i := 0; i < d.prime; i++ {
+		if _, err := d.e.Step(context.Background()); err != nil {
+			d.b.Fatal(err)
+		}
 	}
 }

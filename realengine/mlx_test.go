@@ -161,23 +161,9 @@ func benchMLXDecode(b *testing.B, preset, dtype string, batch int) {
 			b.Fatal(err)
 		}
 		defer e.Close()
-		r := rand.New(rand.NewPCG(1, 1))
 		ctx := context.Background()
-		next := SeqID(0)
-		refill := func() {
-			for id := next - SeqID(batch); id < next && id >= 0; id++ {
-				_ = e.Retire(id)
-			}
-			for i := 0; i < batch; i++ {
-				if err := e.Admit(Sequence{ID: next, Prompt: randomPrompt(r, 64, c.VocabSize), MaxNewTokens: 128}); err != nil {
-					b.Fatal(err)
-				}
-				next++
-			}
-			if _, err := e.Step(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
+		d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, hint: 128, prime: 1, promptLen: func(int) int { return 64 }}
+		refill := d.refill
 		refill()
 		e.evalTime = 0
 		var wall time.Duration
@@ -569,24 +555,11 @@ func BenchmarkMLXMixedDecode(b *testing.B) {
 				}
 				defer e.Close()
 				e.batching = m.mode
-				r := rand.New(rand.NewPCG(1, 1))
 				ctx := context.Background()
-				next := SeqID(0)
-				refill := func() {
-					for id := next - SeqID(batch); id < next && id >= 0; id++ {
-						_ = e.Retire(id)
-					}
-					for i := 0; i < batch; i++ {
-						n := 16 + i*256/batch + r.IntN(256/batch)
-						if err := e.Admit(Sequence{ID: next, Prompt: randomPrompt(r, n, c.VocabSize)}); err != nil {
-							b.Fatal(err)
-						}
-						next++
-					}
-					if _, err := e.Step(ctx); err != nil {
-						b.Fatal(err)
-					}
-				}
+				r := rand.New(rand.NewPCG(1, 1))
+				d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, prime: 1, r: r,
+					promptLen: func(i int) int { return 16 + i*256/batch + r.IntN(256/batch) }}
+				refill := d.refill
 				refill()
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -678,25 +651,10 @@ func BenchmarkMLXStepOverhead(b *testing.B) {
 					}
 					defer e.Close()
 					e.pipeline = mode == "pipelined"
-					r := rand.New(rand.NewPCG(1, 1))
 					ctx := context.Background()
-					next := SeqID(0)
-					refill := func() {
-						for id := next - SeqID(batch); id < next && id >= 0; id++ {
-							_ = e.Retire(id)
-						}
-						for i := 0; i < batch; i++ {
-							if err := e.Admit(Sequence{ID: next, Prompt: randomPrompt(r, 64, c.VocabSize)}); err != nil {
-								b.Fatal(err)
-							}
-							next++
-						}
-						for i := 0; i < 2; i++ { // prefill, then a first decode so the pipeline is primed
-							if _, err := e.Step(ctx); err != nil {
-								b.Fatal(err)
-							}
-						}
-					}
+					// Prefill, then a first decode so the pipeline is primed.
+					d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, prime: 2, promptLen: func(int) int { return 64 }}
+					refill := d.refill
 					refill()
 					var steps, diffs, builds []float64
 					b.ReportAllocs()
