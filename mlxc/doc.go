@@ -43,7 +43,10 @@
 // garbage collector does not see the C memory behind them. MLX does not
 // promise thread-safe graph building, so an engine drives its Streams and
 // Arrays from one goroutine at a time (handing them over is fine); Close
-// must not race with any use. Memory, ResetPeakMemory, ClearCache,
+// must not race with any use. On a GPU (Metal or CUDA) that is not enough:
+// MLX keeps a stream's command encoder per OS thread, so a GPU stream must
+// be created and evaluated on one OS thread (runtime.LockOSThread), as
+// realengine's MLX engine does. Memory, ResetPeakMemory, ClearCache,
 // SetCacheLimit, Version and GPUAvailable may be called from any goroutine,
 // and error messages never cross between goroutines (see Errors).
 // AsyncEval returns before the work is done; a failure inside MLX's

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/batchkit/batchkit/mlxc"
@@ -35,13 +37,17 @@ type MLX struct {
 	// (a quantised model directory's unquantised layers).
 	quantDense *Quantization
 	s          *mlxc.Stream
-	bcfg       mlxc.BlockConfig
-	freqs      *mlxc.Array
-	embed      mlxc.Linear // [vocab, hidden]
-	head       mlxc.Linear // [vocab, hidden]; the embedding when tied
-	headT      *mlxc.Array // [hidden, vocab] view of a dense head
-	norm       *mlxc.Array
-	layers     []mlxc.BlockWeights
+	// thread is the one OS thread that builds and evaluates the engine's
+	// graphs (see mlxThread); every exported method that touches MLX runs
+	// on it.
+	thread *mlxThread
+	bcfg   mlxc.BlockConfig
+	freqs  *mlxc.Array
+	embed  mlxc.Linear // [vocab, hidden]
+	head   mlxc.Linear // [vocab, hidden]; the embedding when tied
+	headT  *mlxc.Array // [hidden, vocab] view of a dense head
+	norm   *mlxc.Array
+	layers []mlxc.BlockWeights
 	// tensors are the device arrays under their Hugging Face names.
 	tensors  map[string]mlxc.Linear
 	owned    []*mlxc.Array
@@ -71,6 +77,55 @@ const (
 	batchGroups                 // one Block call per distinct length
 	batchPadded                 // always one padded call
 )
+
+// mlxThread runs functions on one locked OS thread. MLX (0.30 and later,
+// Metal and CUDA alike) keeps a GPU stream's command encoder per OS thread:
+// a graph evaluated on another thread than the one that made the stream
+// fails with "There is no Stream(gpu, 0) in current thread", and Go moves
+// goroutines between threads. The CPU backend does not mind, which is why
+// only a GPU run shows it.
+type mlxThread struct {
+	mu      sync.Mutex
+	work    chan func()
+	done    chan struct{}
+	stopped bool
+}
+
+func newMLXThread() *mlxThread {
+	t := &mlxThread{work: make(chan func()), done: make(chan struct{})}
+	go func() {
+		runtime.LockOSThread()
+		// Unlocked on the way out so the thread (and MLX's thread-local
+		// state on it) lives on in Go's pool rather than being killed.
+		defer runtime.UnlockOSThread()
+		for f := range t.work {
+			f()
+			t.done <- struct{}{}
+		}
+	}()
+	return t
+}
+
+// do runs f on the thread and waits for it; once the thread has stopped
+// (the engine is closed) f runs on the caller's, where it finds the engine
+// closed.
+func (t *mlxThread) do(f func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		f()
+		return
+	}
+	t.work <- f
+	<-t.done
+}
+
+func (t *mlxThread) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	close(t.work)
+}
 
 type mlxSeq struct {
 	id      SeqID
@@ -244,7 +299,16 @@ func NewMLX(c Config, w *Weights, opt Options) (*MLX, error) {
 // newMLX builds the engine from src; quantizeDense says whether float
 // matrices are quantised on load (with c's quantisation block, else
 // opt.Quantize's bits and QuantizeGroupSize).
-func newMLX(c Config, src tensorSource, quantizeDense bool, opt Options) (*MLX, error) {
+func newMLX(c Config, src tensorSource, quantizeDense bool, opt Options) (e *MLX, err error) {
+	t := newMLXThread()
+	t.do(func() { e, err = buildMLX(c, src, quantizeDense, opt, t) })
+	if err != nil {
+		t.stop()
+	}
+	return e, err
+}
+
+func buildMLX(c Config, src tensorSource, quantizeDense bool, opt Options, t *mlxThread) (*MLX, error) {
 	if err := opt.check(); err != nil {
 		return nil, fmt.Errorf("engine mlx: %w", err)
 	}
@@ -254,6 +318,7 @@ func newMLX(c Config, src tensorSource, quantizeDense bool, opt Options) (*MLX, 
 	if q := c.Quantization; q != nil && opt.Quantize != 0 && q.Bits != opt.Quantize {
 		return nil, fmt.Errorf("engine mlx: model %s is quantised to %d bits; quantize %d would quantise it again", opt.Model, q.Bits, opt.Quantize)
 	}
+	cudaGraphsOff()
 	var s *mlxc.Stream
 	var err error
 	switch opt.Device {
@@ -289,7 +354,7 @@ func newMLX(c Config, src tensorSource, quantizeDense bool, opt Options) (*MLX, 
 		s.Close()
 		return nil, err
 	}
-	e := &MLX{cfg: c, opt: opt, dtype: dt, s: s, seqs: map[SeqID]*mlxSeq{}, maxCtx: opt.MaxContext, pipeline: s.GPU()}
+	e := &MLX{cfg: c, opt: opt, dtype: dt, s: s, thread: t, seqs: map[SeqID]*mlxSeq{}, maxCtx: opt.MaxContext, pipeline: s.GPU()}
 	e.quant = c.Quantization
 	if e.quant == nil && opt.Quantize != 0 {
 		e.quant = &Quantization{GroupSize: QuantizeGroupSize, Bits: opt.Quantize}
@@ -301,10 +366,27 @@ func newMLX(c Config, src tensorSource, quantizeDense bool, opt Options) (*MLX, 
 		e.maxCtx = c.MaxPositionEmbeddings
 	}
 	if err := e.upload(c, src); err != nil {
-		e.Close()
+		e.close()
 		return nil, err
 	}
 	return e, nil
+}
+
+// cudaGraphsOff turns MLX's CUDA graphs off unless the user has chosen
+// (MLX_USE_CUDA_GRAPHS set either way). MLX 0.31 keeps one CUDA graph per
+// distinct step and throws "Cache thrashing is happening" after 800 cache
+// misses in the process's life, whatever the cache size; a decoder's steps
+// change shape with every new batch mix and context length, so on an H200
+// each continuous-batching replay of 80 requests died that way. Off, those
+// runs finish; the price is launch overhead: a batch-1 decode step of the
+// 3b shape took 4.6 ms instead of 3.7 ms (docs/gpu). MLX reads the variable
+// once, at its first GPU work, so this must run before any. Other backends
+// ignore it.
+func cudaGraphsOff() {
+	const name = "MLX_USE_CUDA_GRAPHS"
+	if _, set := os.LookupEnv(name); !set {
+		os.Setenv(name, "0")
+	}
 }
 
 func mlxDType(name string) (mlxc.DType, error) {
@@ -496,7 +578,12 @@ func (e *MLX) Info() Info {
 }
 
 // Admit implements Engine.
-func (e *MLX) Admit(s Sequence) error {
+func (e *MLX) Admit(s Sequence) (err error) {
+	e.thread.do(func() { err = e.admit(s) })
+	return err
+}
+
+func (e *MLX) admit(s Sequence) error {
 	if e.closed {
 		return ErrClosed
 	}
@@ -522,7 +609,12 @@ func (e *MLX) Admit(s Sequence) error {
 }
 
 // Retire implements Engine.
-func (e *MLX) Retire(id SeqID) error {
+func (e *MLX) Retire(id SeqID) (err error) {
+	e.thread.do(func() { err = e.retire(id) })
+	return err
+}
+
+func (e *MLX) retire(id SeqID) error {
 	sq, ok := e.seqs[id]
 	if !ok {
 		return fmt.Errorf("sequence %d: %w", id, ErrUnknownSequence)
@@ -549,10 +641,16 @@ func (e *MLX) Stats() Stats {
 }
 
 // Close implements Engine.
-func (e *MLX) Close() error {
+func (e *MLX) Close() (err error) {
 	if e.closed {
 		return nil
 	}
+	e.thread.do(func() { err = e.close() })
+	e.thread.stop()
+	return err
+}
+
+func (e *MLX) close() error {
 	e.closed = true
 	e.dropSpec()
 	for _, sq := range e.order {
@@ -585,7 +683,12 @@ func (r *mlxRow) free() {
 }
 
 // Step implements Engine.
-func (e *MLX) Step(ctx context.Context) (StepResult, error) {
+func (e *MLX) Step(ctx context.Context) (res StepResult, err error) {
+	e.thread.do(func() { res, err = e.step(ctx) })
+	return res, err
+}
+
+func (e *MLX) step(ctx context.Context) (StepResult, error) {
 	if e.closed {
 		return StepResult{}, ErrClosed
 	}
