@@ -1,6 +1,7 @@
 package realengine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,15 @@ type CalibrationGrid struct {
 	Repeats int
 	// Seed draws the prompt tokens.
 	Seed uint64
+	// Vary measures the shapes a trace gives an engine rather than
+	// repeating one: every prefill gets a prompt length not measured
+	// before (P, P+1, P-1, P+2, ...), and the decoding sequences' contexts
+	// spread evenly over [C/2, 3C/2] instead of all being C. Engines that
+	// build kernels or plans per shape (MLX on a GPU: ~45 ms for each new
+	// prompt length on an H200) or batch equal lengths differently from
+	// mixed ones then carry those costs into the profile; without Vary the
+	// warm-up absorbs them. The fit uses the measured P and K.
+	Vary bool
 }
 
 // DefaultGrid suits the cpu engine on the small preset: about a minute on
@@ -67,9 +77,13 @@ func (g CalibrationGrid) validate() error {
 
 // CalibrationPoint is one measured grid point.
 type CalibrationPoint struct {
-	PrefillTokens int
+	PrefillTokens int // nominal; Prefill is what was measured
 	DecodeSeqs    int
 	Context       int // nominal context of the decoding sequences
+	// Prefill is the prompt tokens prefilled by the repeats that make
+	// MedianMs (see atMedian): the nominal PrefillTokens unless the grid
+	// varies shapes.
+	Prefill float64
 	// KVTokens is the mean over repeats of the cached tokens the decoding
 	// sequences attended to: contexts grow by one per step, so it drifts a
 	// little above DecodeSeqs*Context, and the fit uses the true value.
@@ -162,6 +176,32 @@ func Calibrate(ctx context.Context, e Engine, grid CalibrationGrid, progress fun
 		}
 		total += n
 	}
+	// promptLen is the length of the next measured prompt of nominal
+	// length p: p itself, or with Vary one not used before.
+	used := map[int]int{}
+	promptLen := func(p int) int {
+		if !grid.Vary {
+			return p
+		}
+		for {
+			n := used[p]
+			used[p]++
+			l := p - (n+1)/2 // p, p+1, p-1, p+2, p-2, ...
+			if n%2 == 1 {
+				l = p + (n+1)/2
+			}
+			if l >= 1 {
+				return l
+			}
+		}
+	}
+	// contextOf is the context of decoding sequence i of d at nominal c.
+	contextOf := func(i, d, c int) int {
+		if !grid.Vary || d < 2 {
+			return c
+		}
+		return max(1, c/2+i*c/(d-1))
+	}
 	var nextID SeqID = 1 << 40 // far from ids a caller might reuse later
 	var live []SeqID
 	cleanup := func() {
@@ -193,7 +233,7 @@ func Calibrate(ctx context.Context, e Engine, grid CalibrationGrid, progress fun
 			cleanup()
 			for i := 0; i < d; i++ {
 				nextID++
-				if err := e.Admit(Sequence{ID: nextID, Prompt: prompt(c), MaxNewTokens: (grid.Warmup + grid.Repeats) * (len(prefills) + decodeSettle)}); err != nil {
+				if err := e.Admit(Sequence{ID: nextID, Prompt: prompt(contextOf(i, d, c)), MaxNewTokens: (grid.Warmup + grid.Repeats) * (len(prefills) + decodeSettle)}); err != nil {
 					return nil, fmt.Errorf("calibration at context %d: %w", c, err)
 				}
 				live = append(live, nextID)
@@ -208,6 +248,7 @@ func Calibrate(ctx context.Context, e Engine, grid CalibrationGrid, progress fun
 			// of spoiling one.
 			var group []CalibrationPoint
 			var kv []float64
+			pre := make([][]float64, 0, len(prefills))
 			for _, p := range prefills {
 				if p == 0 && d == 0 {
 					continue
@@ -218,6 +259,7 @@ func Calibrate(ctx context.Context, e Engine, grid CalibrationGrid, progress fun
 				}
 				group = append(group, pt)
 				kv = append(kv, 0)
+				pre = append(pre, nil)
 			}
 			for rep := 0; rep < grid.Warmup+grid.Repeats; rep++ {
 				for i := range group {
@@ -241,7 +283,7 @@ func Calibrate(ctx context.Context, e Engine, grid CalibrationGrid, progress fun
 					if p > 0 {
 						nextID++
 						pid = nextID
-						if err := e.Admit(Sequence{ID: pid, Prompt: prompt(p), MaxNewTokens: 1}); err != nil {
+						if err := e.Admit(Sequence{ID: pid, Prompt: prompt(promptLen(p)), MaxNewTokens: 1}); err != nil {
 							return nil, fmt.Errorf("calibration with prefill %d: %w", p, err)
 						}
 					}
@@ -257,6 +299,7 @@ func Calibrate(ctx context.Context, e Engine, grid CalibrationGrid, progress fun
 					if rep >= grid.Warmup {
 						pt.Samples = append(pt.Samples, res.Wall)
 						kv[i] += float64(res.KVTokens)
+						pre[i] = append(pre[i], float64(res.PrefillTokens))
 					}
 				}
 			}
@@ -270,6 +313,7 @@ func Calibrate(ctx context.Context, e Engine, grid CalibrationGrid, progress fun
 				mean, std := stat.MeanStdDev(ms, nil)
 				pt.MeanMs = mean
 				pt.MedianMs = median(ms)
+				pt.Prefill = atMedian(ms, pre[i])
 				if mean > 0 {
 					pt.CV = std / mean
 				}
@@ -287,9 +331,19 @@ func Calibrate(ctx context.Context, e Engine, grid CalibrationGrid, progress fun
 		return nil, err
 	}
 	cal.Fit = fit
-	cvs := make([]float64, len(cal.Points))
-	for i, p := range cal.Points {
-		cvs[i] = p.CV
+	// With Vary a prefill point's repeats differ in length on purpose;
+	// that spread is not noise, so jitter then comes from the pure-decode
+	// points, whose shapes repeat (when the grid has any).
+	var cvs []float64
+	for _, p := range cal.Points {
+		if !grid.Vary || p.PrefillTokens == 0 {
+			cvs = append(cvs, p.CV)
+		}
+	}
+	if len(cvs) == 0 {
+		for _, p := range cal.Points {
+			cvs = append(cvs, p.CV)
+		}
 	}
 	cal.JitterCV = median(cvs)
 	return cal, nil
@@ -314,6 +368,23 @@ func median(v []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
+// atMedian is the mean of x over the samples that make the median of y
+// (the middle one, or the middle two): with Vary the prompt length differs
+// between repeats, and the fit pairs the median time with the length that
+// produced it rather than with the mean length.
+func atMedian(y, x []float64) float64 {
+	idx := make([]int, len(y))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(y[a], y[b]) })
+	n := len(idx)
+	if n%2 == 1 {
+		return x[idx[n/2]]
+	}
+	return (x[idx[n/2-1]] + x[idx[n/2]]) / 2
+}
+
 // decodeSettle is how many unmeasured decode steps precede each measured
 // pure-decode step of a calibration (see Calibrate).
 const decodeSettle = 10
@@ -330,7 +401,11 @@ func FitStepCost(points []CalibrationPoint) (Fit, error) {
 		return Fit{}, fmt.Errorf("step-cost fit: %d points for 4 coefficients", len(points))
 	}
 	feature := func(p CalibrationPoint) [4]float64 {
-		return [4]float64{1, float64(p.PrefillTokens), float64(p.DecodeSeqs), p.KVTokens}
+		prefill := p.Prefill
+		if prefill == 0 {
+			prefill = float64(p.PrefillTokens) // points made without Prefill
+		}
+		return [4]float64{1, prefill, float64(p.DecodeSeqs), p.KVTokens}
 	}
 	for i, p := range points {
 		if !(p.MedianMs > 0) {

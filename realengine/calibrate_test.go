@@ -20,6 +20,7 @@ type costEngine struct {
 	seqs    map[SeqID]int // context; -len(prompt) while pending
 	order   []SeqID
 	maxSeqs int
+	admits  []Sequence
 }
 
 func (f *costEngine) Info() Info {
@@ -32,6 +33,7 @@ func (f *costEngine) Admit(s Sequence) error {
 	}
 	f.seqs[s.ID] = -len(s.Prompt)
 	f.order = append(f.order, s.ID)
+	f.admits = append(f.admits, s)
 	f.maxSeqs = max(f.maxSeqs, len(f.seqs))
 	return nil
 }
@@ -103,6 +105,59 @@ func TestCalibrateRecoversKnownCost(t *testing.T) {
 		if p.DecodeSeqs > 0 {
 			assert.GreaterOrEqual(t, p.KVTokens, float64(p.DecodeSeqs*p.Context))
 		}
+	}
+}
+
+// With Vary every prefill probe has a new prompt length and the decoding
+// sequences spread over [C/2, 3C/2]; the fit still recovers the cost
+// because it uses the measured mean prefill, not the nominal one (the
+// probes of nominal 4 cannot go below 1 token, so their mean is above 4).
+func TestCalibrateVary(t *testing.T) {
+	truth := StepCost{BaseMs: 2, PerPrefillTokenMs: 0.05, PerDecodeSeqMs: 0.3, PerKVTokenMs: 0.001}
+	grid := CalibrationGrid{PrefillTokens: []int{0, 4, 100}, DecodeBatch: []int{0, 3}, Context: []int{10, 40}, Warmup: 1, Repeats: 4}
+	probes := func(vary bool) (*Calibration, []int, []int) {
+		f := &costEngine{cost: truth, seqs: map[SeqID]int{}}
+		g := grid
+		g.Vary = vary
+		cal, err := Calibrate(context.Background(), f, g, nil)
+		require.NoError(t, err)
+		var probe, decode []int
+		for _, s := range f.admits {
+			if s.MaxNewTokens == 1 {
+				probe = append(probe, len(s.Prompt))
+			} else {
+				decode = append(decode, len(s.Prompt))
+			}
+		}
+		return cal, probe, decode
+	}
+
+	cal, probe, decode := probes(true)
+	assert.Len(t, probe, 2*3*5, "two prefill sizes; no decoding, or 3 at two contexts; five runs each")
+	seen := map[int]bool{}
+	for _, l := range probe {
+		assert.False(t, seen[l], "prompt length %d measured twice", l)
+		assert.GreaterOrEqual(t, l, 1)
+		seen[l] = true
+	}
+	assert.Equal(t, []int{5, 10, 15, 20, 40, 60}, decode)
+	assert.InEpsilon(t, truth.BaseMs, cal.Fit.Cost.BaseMs, 1e-5)
+	assert.InEpsilon(t, truth.PerPrefillTokenMs, cal.Fit.Cost.PerPrefillTokenMs, 1e-5)
+	assert.InEpsilon(t, truth.PerDecodeSeqMs, cal.Fit.Cost.PerDecodeSeqMs, 1e-5)
+	assert.InEpsilon(t, truth.PerKVTokenMs, cal.Fit.Cost.PerKVTokenMs, 1e-5)
+	var above bool
+	for _, p := range cal.Points {
+		above = above || p.PrefillTokens == 4 && p.Prefill > 4
+	}
+	assert.True(t, above, "the probes of nominal 4 run out of shorter lengths")
+
+	cal, probe, decode = probes(false)
+	for _, l := range probe {
+		assert.Contains(t, []int{4, 100}, l)
+	}
+	assert.Equal(t, []int{10, 10, 10, 40, 40, 40}, decode)
+	for _, p := range cal.Points {
+		assert.Equal(t, float64(p.PrefillTokens), p.Prefill)
 	}
 }
 

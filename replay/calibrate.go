@@ -60,8 +60,12 @@ func FormatGrid(g realengine.CalibrationGrid) string {
 		}
 		return strings.Join(s, ",")
 	}
-	return fmt.Sprintf("prefill=%s;decode=%s;context=%s;warmup=%d;repeats=%d;seed=%d",
+	s := fmt.Sprintf("prefill=%s;decode=%s;context=%s;warmup=%d;repeats=%d;seed=%d",
 		ints(g.PrefillTokens), ints(g.DecodeBatch), ints(g.Context), g.Warmup, g.Repeats, g.Seed)
+	if g.Vary {
+		s += ";vary=true"
+	}
+	return s
 }
 
 // SmallGrid is a quick grid for the tiny preset and tests: a few seconds
@@ -78,7 +82,7 @@ func SmallGrid() realengine.CalibrationGrid {
 }
 
 // ParseGrid reads "prefill=0,16,64;decode=0,1,4;context=16,128;warmup=2;
-// repeats=5;seed=1"; keys left out keep base's values. "default" and
+// repeats=5;seed=1;vary=false"; keys left out keep base's values. "default" and
 // "small" name DefaultGrid and SmallGrid.
 func ParseGrid(s string, base realengine.CalibrationGrid) (realengine.CalibrationGrid, error) {
 	g := base
@@ -133,8 +137,12 @@ func ParseGrid(s string, base realengine.CalibrationGrid) (realengine.Calibratio
 			var n int
 			n, err = one()
 			g.Seed = uint64(n)
+		case "vary":
+			if g.Vary, err = strconv.ParseBool(strings.TrimSpace(v)); err != nil {
+				err = fmt.Errorf("grid key vary: %q is not true or false", v)
+			}
 		default:
-			return g, fmt.Errorf("grid %q: unknown key %q (want prefill, decode, context, warmup, repeats, seed)", s, k)
+			return g, fmt.Errorf("grid %q: unknown key %q (want prefill, decode, context, warmup, repeats, seed, vary)", s, k)
 		}
 		if err != nil {
 			return g, err

@@ -81,13 +81,18 @@ Usage:
 
 The grid is 'default', 'small', or keys such as
 'prefill=0,16,64;decode=0,1,4,16;context=16,128;warmup=2;repeats=5;seed=1'
-(keys left out keep the default grid's values). It prints R², the median and
-the maximum relative error of the fit.
+(keys left out keep the default grid's values). 'vary=true' measures the
+shapes a trace brings instead of repeating them: every prefill a prompt length
+not measured before, and decoding contexts spread over half to one and a half
+times each context, so per-shape costs (kernel and plan building on a GPU) and
+mixed-length batching land in the profile. It prints R², the median and the
+maximum relative error of the fit.
 
 Examples:
   replay calibrate --engine cpu --model small --out small.json
   replay calibrate --model tiny --grid small --out tiny.json --max-batch 16
   replay calibrate --engine mlx --model llama-3.2-1b --dtype bfloat16 --quantize 4 --out l1b.json
+  replay calibrate --engine mlx --model llama-3.2-1b --grid 'vary=true' --out l1b-trace.json
 
 Flags:
 `
