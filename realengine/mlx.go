@@ -19,11 +19,13 @@ import (
 )
 
 // MLX is the engine on MLX (package mlxc): one mlxc cgo crossing per layer
-// and group of rows, per-sequence KV caches held as MLX arrays, and the
-// whole step's graph evaluated at once. Rows with the same cached length and
-// new-token count share a Block call; decoding rows of different lengths
-// share one BlockPadded call (left-padded caches, a mask, per-row RoPE
-// positions), see padDecode.
+// and group of rows, KV caches held as MLX arrays, and the whole step's
+// graph evaluated at once. Prefill rows with the same cached length and
+// new-token count share a Block call on per-sequence caches; once
+// prefilled, a sequence's cache moves into a row of the slot cache
+// (slotCache) and all decoding rows, whatever their lengths, share one
+// BlockSlots call per layer. The older modes (batchGroups, batchPadded)
+// keep decoding caches per sequence, for comparison.
 //
 // Weights and activations are in one dtype (float32, float16 or bfloat16);
 // matrices may be MLX affine-quantised, in which case they stay packed on
@@ -75,14 +77,28 @@ type MLX struct {
 type batching int
 
 const (
-	batchAuto   batching = iota // padded when lengths differ (see padDecode)
-	batchGroups                 // one Block call per distinct length
-	batchPadded                 // always one padded call
+	batchAuto   batching = iota // the default: slots
+	batchGroups                 // per-sequence caches, one Block call per distinct length
+	batchPadded                 // per-sequence caches, always one padded call
 	batchSlots                  // one slot cache per layer (slotCache)
 )
 
-// slots says whether sequences move into the slot cache once prefilled.
-func (e *MLX) slotsOn() bool { return e.batching == batchSlots }
+// slotsOn says whether sequences move into the slot cache once prefilled.
+// It is the default because it was faster in every case measured
+// (BenchmarkMLXMixedDecode, small preset, float32, MLX CPU backend on 2
+// shared cores, tokens/s, runs): mixed lengths batch 8 groups ~340-410,
+// padded ~460-550, slots ~570-800; batch 32 groups ~300-320, padded
+// ~400-580, slots ~970-1610; equal lengths (64-token prompts) batch 1 the
+// same (~385-390), batch 8 auto-before ~890-1045 vs slots ~1310, batch 32
+// ~1200-1260 vs ~1640-1775. A second run of the mixed case: batch 8 groups
+// 331-366, padded 393-582, slots 547-607; batch 32 groups 299-308, padded
+// 477-659, slots 1555-1642. Per layer and step it builds 27 MLX
+// operations whatever the batch (Block's 23 with two reshapes, two
+// scatters and two views in place of its two concatenations), where padded
+// builds 25 plus up to 4 per row (pads, slices) and copies the whole cache
+// twice, and groups 23 per distinct length plus 2 per row when rows share
+// one.
+func (e *MLX) slotsOn() bool { return e.batching == batchSlots || e.batching == batchAuto }
 
 // mlxThread runs functions on one locked OS thread. MLX (0.30 and later,
 // Metal and CUDA alike) keeps a GPU stream's command encoder per OS thread:
@@ -769,18 +785,21 @@ func (e *MLX) step(ctx context.Context) (StepResult, error) {
 		gr.free()
 		return StepResult{}, err
 	}
-	if e.pipeline {
-		if err := mlxc.AsyncEval(append(slices.Clone(outs), append(gr.slotK, gr.slotV...)...)...); err != nil {
-			freeRows(rows)
-			gr.free()
-			return StepResult{}, err
-		}
-	}
-	// The step's slot caches replace the engine's; dropping the old
-	// handles before evaluation lets MLX write the new columns in place.
+	// The step's slot caches replace the engine's before any evaluation
+	// starts: with no handle left on the old ones MLX donates their
+	// buffers and writes the new columns in place (async_eval encodes, and
+	// so decides donation, at once). Safe even if evaluation then fails:
+	// the step only wrote columns past each row's tokens, which stay
+	// masked until the row is committed.
 	if gr.slotK != nil {
 		e.slots.replace(gr.slotK, gr.slotV)
 		gr.slotK, gr.slotV = nil, nil
+	}
+	if e.pipeline {
+		if err := mlxc.AsyncEval(slices.Concat(outs, e.slots.k, e.slots.v)...); err != nil {
+			freeRows(rows)
+			return StepResult{}, err
+		}
 	}
 	var moved []*mlxc.Array // row caches now in the slot cache
 	defer func() {
@@ -1060,8 +1079,10 @@ func (e *MLX) inputs(g []*mlxRow, n, count int, lazy bool) (*mlxc.Array, error) 
 	return mlxc.FromInt32(ids, len(ids))
 }
 
-// padDecode says whether decoding rows go through one padded batch rather
-// than one group per cached length: whenever their lengths differ.
+// padDecode says whether decoding rows on per-sequence caches (modes
+// groups and padded) go through one padded batch rather than one group per
+// cached length: in padded mode always, else (no such rows in the default
+// mode) whenever their lengths differ.
 // Measured (BenchmarkMLXMixedDecode, small preset, float32, MLX CPU on 2
 // shared and busy cores, contexts 16-271 all different, ms per step, three
 // runs): batch 8 groups 26.4/21.9/25.1, padded 15.3/15.4/17.8; batch 32

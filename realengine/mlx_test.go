@@ -836,3 +836,39 @@ func TestMLXSlotsMemoryBackToBaseline(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, base.Active, after.Active)
 }
+
+// TestMLXSlotsWriteInPlace: a decode step writes its new columns into the
+// slot cache in place (MLX donates the old buffers, since the engine drops
+// its handles before evaluation), serial and pipelined: the step's peak
+// memory above the held arrays stays below one layer's K cache, which a
+// copy of the cache would need many times over.
+func TestMLXSlotsWriteInPlace(t *testing.T) {
+	c, w, err := LoadWeights("small", 1)
+	require.NoError(t, err)
+	for _, pipeline := range []bool{false, true} {
+		e, err := NewMLX(c, w, Options{Model: "small"})
+		require.NoError(t, err)
+		e.pipeline = pipeline
+		r := rand.New(rand.NewPCG(8, 8))
+		for i := 0; i < 8; i++ {
+			require.NoError(t, e.Admit(Sequence{ID: SeqID(i), Prompt: randomPrompt(r, 400+i, c.VocabSize)}))
+		}
+		for s := 0; s < 2; s++ {
+			_, err := e.Step(context.Background())
+			require.NoError(t, err)
+		}
+		slab := int64(e.slots.rowCap * e.slots.colCap * c.KVDim() * 4)
+		require.Equal(t, 2*int64(c.NumHiddenLayers)*slab, e.Stats().KVBytes)
+		for s := 0; s < 2; s++ {
+			require.NoError(t, mlxc.ResetPeakMemory())
+			m0, err := mlxc.Memory()
+			require.NoError(t, err)
+			_, err = e.Step(context.Background())
+			require.NoError(t, err)
+			m1, err := mlxc.Memory()
+			require.NoError(t, err)
+			assert.Less(t, m1.Peak-m0.Active, slab, "pipeline %v step %d", pipeline, s)
+		}
+		require.NoError(t, e.Close())
+	}
+}
