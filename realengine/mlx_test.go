@@ -787,6 +787,7 @@ func TestMLXSlotsMatchGroups(t *testing.T) {
 			assert.Equal(t, len(live), len(e.slots.seqs))
 			assert.Greater(t, e.slots.rowCap, 4, "rows grew")
 			assert.Greater(t, e.slots.colCap, 64, "columns grew")
+			assert.Greater(t, e.specHits, 4, "steps built during the previous one")
 			for i, sq := range e.slots.seqs {
 				assert.Equal(t, i, sq.row)
 				assert.Nil(t, sq.k)
