@@ -84,21 +84,21 @@ const (
 )
 
 // slotsOn says whether sequences move into the slot cache once prefilled.
-// It is the default because it was faster in every case measured
+// It is the default because it was the fastest wherever measured
 // (BenchmarkMLXMixedDecode, small preset, float32, MLX CPU backend on 2
-// shared cores, tokens/s, runs): mixed lengths batch 8 groups ~340-410,
-// padded ~460-550, slots ~570-800; batch 32 groups ~300-320, padded
-// ~400-580, slots ~970-1610; equal lengths (64-token prompts) batch 1 the
-// same (~385-390), batch 8 auto-before ~890-1045 vs slots ~1310, batch 32
-// ~1200-1260 vs ~1640-1775. A second run of the mixed case: batch 8 groups
-// 331-366, padded 393-582, slots 547-607; batch 32 groups 299-308, padded
-// 477-659, slots 1555-1642. Per layer and step it builds 27 MLX
-// operations whatever the batch (Block's 23 with two reshapes, two
+// shared and busy cores, tokens/s over 8 runs, median and range): mixed
+// lengths batch 8 groups 336 (232-406), padded 453 (393-582), slots 594
+// (378-797); batch 32 groups 314 (299-342), padded 597 (400-659), slots
+// 1614 (967-1694). Equal lengths (64-token prompts, 2 runs): batch 1 the
+// same as before (~385-390), batch 8 ~1310 against ~890-1045 before,
+// batch 32 ~1640-1775 against ~1200-1260. Per layer and step it builds 27
+// MLX operations whatever the batch (Block's 23 with two reshapes, two
 // scatters and two views in place of its two concatenations), where padded
 // builds 25 plus up to 4 per row (pads, slices) and copies the whole cache
 // twice, and groups 23 per distinct length plus 2 per row when rows share
 // one. Per step, the slot batch's head is one argmax and one token read
-// for all rows (Go allocations per step: 161 at batch 8, 191 at batch 32).
+// for all rows (Go allocations per step: 161 at batch 8, 191 at batch 32,
+// against 465 and 1553 padded).
 func (e *MLX) slotsOn() bool { return e.batching == batchSlots || e.batching == batchAuto }
 
 // mlxThread runs functions on one locked OS thread. MLX (0.30 and later,

@@ -881,3 +881,17 @@ func TestMLXSlotsWriteInPlace(t *testing.T) {
 		require.NoError(t, e.Close())
 	}
 }
+
+func TestGrownCap(t *testing.T) {
+	for _, tc := range []struct{ have, need, limit, want int }{
+		{0, 4, math.MaxInt, 4},
+		{0, 65, math.MaxInt, 128},
+		{64, 65, math.MaxInt, 128},
+		{64, 300, math.MaxInt, 512},
+		{64, 65, 100, 100}, // the context limit caps the doubling
+		{64, 100, 100, 100},
+		{8, 3, math.MaxInt, 8},
+	} {
+		assert.Equal(t, tc.want, grownCap(tc.have, tc.need, tc.limit), "%+v", tc)
+	}
+}
