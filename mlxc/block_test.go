@@ -530,6 +530,84 @@ func TestBlockPadded(t *testing.T) {
 	require.ErrorContains(t, err, "every row needs a cache")
 }
 
+// TestBlockSlots decodes rows of different cached lengths against one slot
+// cache whose unused rows and columns hold random garbage, and requires
+// each row to match Block on that row alone: output, and the row's first
+// n+1 columns of the updated cache.
+func TestBlockSlots(t *testing.T) {
+	r := newRNG(t)
+	s := cpu(t)
+	b := newTestBlock(t, r, 64, 160, 4, 2, 16)
+	lens := []int{3, 7, 1, 5}
+	const R, C, kv, hd = 6, 12, 2, 16
+	B := len(lens)
+	xs := randn(r, B*b.hidden, 1)
+	ks := arr(t, randn(r, R*kv*C*hd, 1), R, kv, C, hd)
+	vs := arr(t, randn(r, R*kv*C*hd, 1), R, kv, C, hd)
+	var want []BlockOutput
+	for i, n := range lens {
+		pre, err := s.Block(b.cfg, &b.w, arr(t, randn(r, n*b.hidden, 1), 1, n, b.hidden), nil, nil, 0, true)
+		require.NoError(t, err)
+		defer pre.Close()
+		start, stop := []int{i, 0, 0, 0}, []int{i + 1, kv, n, hd}
+		k, err := s.SliceUpdate(ks, pre.K, start, stop)
+		require.NoError(t, err)
+		v, err := s.SliceUpdate(vs, pre.V, start, stop)
+		require.NoError(t, err)
+		ks, vs = k, v
+		t.Cleanup(func() { k.Close(); v.Close() })
+		alone, err := s.Block(b.cfg, &b.w, arr(t, xs[i*b.hidden:(i+1)*b.hidden], 1, 1, b.hidden), pre.K, pre.V, n, true)
+		require.NoError(t, err)
+		defer alone.Close()
+		want = append(want, alone)
+	}
+	st, err := NewSlotStep(lens, 8)
+	require.NoError(t, err)
+	defer st.Close()
+	got, err := s.BlockSlots(b.cfg, &b.w, arr(t, xs, B, 1, b.hidden), ks, vs, st)
+	require.NoError(t, err)
+	defer got.Close()
+	require.Equal(t, []int{R, kv, C, hd}, got.K.Shape())
+	out, err := got.Out.Float32()
+	require.NoError(t, err)
+	for i, n := range lens {
+		w, err := want[i].Out.Float32()
+		require.NoError(t, err)
+		assertClose(t, f64(w), out[i*b.hidden:(i+1)*b.hidden], 1e-5)
+		for _, p := range [][2]*Array{{want[i].K, got.K}, {want[i].V, got.V}} {
+			wv, err := p[0].Float32()
+			require.NoError(t, err)
+			row, err := s.Slice(p[1], []int{i, 0, 0, 0}, []int{i + 1, kv, n + 1, hd})
+			require.NoError(t, err)
+			gv, err := row.Float32()
+			row.Close()
+			require.NoError(t, err)
+			assertClose(t, f64(wv), gv, 1e-6)
+		}
+	}
+	_, err = NewSlotStep([]int{3, 8}, 8)
+	require.ErrorContains(t, err, "row 1 has 8 tokens, width 8")
+	wide, err := NewSlotStep(lens, C+1)
+	require.NoError(t, err)
+	defer wide.Close()
+	_, err = s.BlockSlots(b.cfg, &b.w, arr(t, xs, B, 1, b.hidden), ks, vs, wide)
+	require.ErrorContains(t, err, "do not hold 4 rows of width 13")
+	_, err = s.BlockSlots(b.cfg, &b.w, arr(t, xs[:2*b.hidden], 2, 1, b.hidden), ks, vs, st)
+	require.ErrorContains(t, err, "for 4 rows")
+}
+
+// TestPadEnd pads with zeros after the end of each axis.
+func TestPadEnd(t *testing.T) {
+	s := cpu(t)
+	p, err := s.PadEnd(arr(t, []float32{1, 2, 3, 4}, 2, 2), 1, 2)
+	require.NoError(t, err)
+	defer p.Close()
+	require.Equal(t, []int{3, 4}, p.Shape())
+	v, err := p.Float32()
+	require.NoError(t, err)
+	require.Equal(t, []float32{1, 2, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0}, v)
+}
+
 func f64(v []float32) []float64 {
 	out := make([]float64, len(v))
 	for i, x := range v {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -1118,4 +1119,139 @@ func (s *Stream) BlockPadded(cfg BlockConfig, w *BlockWeights, x *Array, kCaches
 		out.K[i], out.V[i] = wrap(ko[i]), wrap(vo[i])
 	}
 	return out, nil
+}
+
+// SlotStep holds the inputs of one decode step over a slot cache that
+// every layer's BlockSlots shares: row i holds lens[i] tokens at columns
+// 0..lens[i]-1 and decodes its new token into column lens[i] at position
+// lens[i]; attention covers columns 0..width-1, column j visible to row i
+// iff j <= lens[i]. Close it after the step's graph is built.
+type SlotStep struct {
+	c      C.mlxc_slot_step
+	rows   int
+	width  int
+	closed bool
+}
+
+// NewSlotStep makes a step's inputs; width must exceed every length.
+func NewSlotStep(lens []int, width int) (*SlotStep, error) {
+	install()
+	if len(lens) == 0 {
+		return nil, errors.New("mlxc: slot step: no rows")
+	}
+	for i, n := range lens {
+		if n < 0 || n >= width {
+			return nil, fmt.Errorf("mlxc: slot step: row %d has %d tokens, width %d", i, n, width)
+		}
+	}
+	cl, err := cints(lens)
+	if err != nil {
+		return nil, err
+	}
+	st := &SlotStep{rows: len(lens), width: width}
+	if err := cerr("slot step", C.mlxc_slot_step_new(&st.c, &cl[0], C.int(len(lens)), C.int(width))); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Close frees the step's arrays; closing twice is a no-op.
+func (st *SlotStep) Close() error {
+	if st == nil || st.closed {
+		return nil
+	}
+	st.closed = true
+	C.mlxc_slot_step_free(&st.c)
+	return nil
+}
+
+// BlockSlots runs one decoder layer for st's rows against a slot cache
+// kCache/vCache [R, kv_heads, C, head_dim] (R at least the rows, C at
+// least st's width): x is [rows, 1, hidden]; each row's new key and value
+// are scattered into the cache at its column, attention reads the first
+// width columns under st's mask, RoPE takes per-row positions. Out.K and
+// Out.V are the whole updated slot caches. The number of MLX operations
+// does not depend on the number of rows, and no cache is copied when the
+// caller drops its handles to kCache/vCache before evaluation (MLX then
+// writes in place). The outputs are lazy.
+func (s *Stream) BlockSlots(cfg BlockConfig, w *BlockWeights, x, kCache, vCache *Array, st *SlotStep) (BlockOutput, error) {
+	sh, err := s.handle()
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	if st == nil || st.closed {
+		return BlockOutput{}, ErrClosed
+	}
+	ks, vs := kCache.Shape(), vCache.Shape()
+	if len(ks) != 4 || !slices.Equal(ks, vs) || ks[0] < st.rows || ks[2] < st.width {
+		return BlockOutput{}, fmt.Errorf("mlxc: slot block: caches %v and %v do not hold %d rows of width %d", ks, vs, st.rows, st.width)
+	}
+	cw, cc, err := blockC(cfg, w)
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	hx, err := x.handle()
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	if xs := x.Shape(); len(xs) != 3 || xs[0] != st.rows {
+		return BlockOutput{}, fmt.Errorf("mlxc: slot block: input %v for %d rows", xs, st.rows)
+	}
+	hk, err := kCache.handle()
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	hv, err := vCache.handle()
+	if err != nil {
+		return BlockOutput{}, err
+	}
+	var o, k, v C.mlx_array
+	m := C.mlxc_llama_block_slots(&o, &k, &v, hx, &cw, &cc, hk, hv, &st.c, sh)
+	runtime.KeepAlive(w)
+	runtime.KeepAlive(cfg.RopeFreqs)
+	runtime.KeepAlive(x)
+	runtime.KeepAlive(kCache)
+	runtime.KeepAlive(vCache)
+	runtime.KeepAlive(st)
+	runtime.KeepAlive(s)
+	if err := cerr("llama slot block", m); err != nil {
+		for _, h := range []C.mlx_array{o, k, v} {
+			if h.ctx != nil {
+				C.mlx_array_free(h)
+			}
+		}
+		return BlockOutput{}, err
+	}
+	return BlockOutput{Out: wrap(o), K: wrap(k), V: wrap(v)}, nil
+}
+
+// SliceUpdate returns a with a[start:stop] replaced by update (whose shape
+// is stop-start), unit strides. MLX writes in place when a's buffer is
+// otherwise unreferenced at evaluation.
+func (s *Stream) SliceUpdate(a, update *Array, start, stop []int) (*Array, error) {
+	if len(start) != len(stop) {
+		return nil, fmt.Errorf("mlxc: slice update: %d starts but %d stops", len(start), len(stop))
+	}
+	cs, err := cints(start)
+	if err != nil {
+		return nil, err
+	}
+	ce, err := cints(stop)
+	if err != nil {
+		return nil, err
+	}
+	return s.op2("slice update", a, update, func(r *C.mlx_array, x, u C.mlx_array, sm C.mlx_stream) *C.char {
+		return C.mlxc_slice_update(r, x, u, ptr(cs), ptr(ce), C.size_t(len(cs)), sm)
+	})
+}
+
+// PadEnd pads a with zeros after the end of each axis i by high[i].
+func (s *Stream) PadEnd(a *Array, high ...int) (*Array, error) {
+	ch, err := cints(high)
+	if err != nil {
+		return nil, err
+	}
+	return s.op1("pad", a, func(r *C.mlx_array, x C.mlx_array, sm C.mlx_stream) *C.char {
+		return C.mlxc_pad_zero(r, x, ptr(ch), C.size_t(len(ch)), sm)
+	})
 }

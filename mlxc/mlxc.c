@@ -413,10 +413,15 @@ static int heads(pool* p, mlx_array* res, mlx_array x, int B, int L, int n, int 
 // cache (k_cache/v_cache, ctx NULL for none) is concatenated before the new
 // keys; attention is causal, or uses mask (boolean, broadcastable to
 // [B, heads, L, keys]) when its ctx is set. Temporaries go to p.
+//
+// With sl set, the cache is instead a slot cache [R, n_kv, C, hd] (see
+// mlxc_llama_block_slots): the new keys and values are scattered into it
+// at (row i, column sl->cols[i]), attention reads the view
+// [:B, :, :sl->width], and k_out/v_out are the whole updated slot cache.
 static char* block_core(pool* p, mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_array x,
                         const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
                         mlx_array k_cache, mlx_array v_cache, int offset, mlx_array offsets,
-                        mlx_array mask, mlx_stream s) {
+                        mlx_array mask, const mlxc_slot_step* sl, mlx_stream s) {
   char* err = NULL;
   if (mlx_array_ndim(x) != 3) return strdup("mlxc: block input must be [batch, tokens, hidden]");
   const int* xs = mlx_array_shape(x);
@@ -440,8 +445,26 @@ static char* block_core(pool* p, mlx_array* out, mlx_array* k_out, mlx_array* v_
     TRY(mlx_fast_rope(qr, *qh, hd, false, base, 1.0f, offset, cfg->rope_freqs, s));
     TRY(mlx_fast_rope(kr, *kh, hd, false, base, 1.0f, offset, cfg->rope_freqs, s));
   }
-  mlx_array *kall = fresh(p), *vall = fresh(p);
-  if (k_cache.ctx != NULL) {
+  mlx_array *kall = fresh(p), *vall = fresh(p), *kfull = fresh(p), *vfull = fresh(p);
+  if (sl != NULL) {
+    // One scatter per cache writes every row's new column in place (MLX
+    // donates the cache's buffer when nothing else holds it), and one
+    // slice gives the attended view: no per-row work and no copy.
+    int ush[5] = {B, 1, nkv, 1, hd};
+    mlx_array *ku = fresh(p), *vu = fresh(p);
+    TRY(mlx_reshape(ku, *kr, ush, 5, s));
+    TRY(mlx_reshape(vu, *vh, ush, 5, s));
+    mlx_array idx[2] = {sl->rows, sl->cols};
+    int axes[2] = {0, 2};
+    mlx_vector_array vi = mlx_vector_array_new_data(idx, 2);
+    int rk = mlx_scatter(kfull, k_cache, vi, *ku, axes, 2, s);
+    int rv = rk ? 1 : mlx_scatter(vfull, v_cache, vi, *vu, axes, 2, s);
+    mlx_vector_array_free(vi);
+    TRY(rk || rv);
+    int start[4] = {0, 0, 0, 0}, stop[4] = {B, nkv, sl->width, hd}, str[4] = {1, 1, 1, 1};
+    TRY(mlx_slice(kall, *kfull, start, 4, stop, 4, str, 4, s));
+    TRY(mlx_slice(vall, *vfull, start, 4, stop, 4, str, 4, s));
+  } else if (k_cache.ctx != NULL) {
     mlx_array pk[2] = {k_cache, *kr}, pv[2] = {v_cache, *vh};
     mlx_vector_array vk = mlx_vector_array_new_data(pk, 2), vv = mlx_vector_array_new_data(pv, 2);
     int rk = mlx_concatenate_axis(kall, vk, 2, s);
@@ -480,8 +503,8 @@ static char* block_core(pool* p, mlx_array* out, mlx_array* k_out, mlx_array* v_
   TRY(mlx_multiply(m, *act, *u, s));
   TRY(linear(p, d, *m, &w->down, s));
   TRY(mlx_add(out, *x1, *d, s));
-  TRY(mlx_array_set(k_out, *kall));
-  TRY(mlx_array_set(v_out, *vall));
+  TRY(mlx_array_set(k_out, sl != NULL ? *kfull : *kall));
+  TRY(mlx_array_set(v_out, sl != NULL ? *vfull : *vall));
 done:
   return err;
 }
@@ -494,7 +517,7 @@ char* mlxc_llama_block(mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_a
   p.n = 0;
   mlx_array none = {NULL};
   reset();
-  err = block_core(&p, out, k_out, v_out, x, w, cfg, k_cache, v_cache, offset, none, none, s);
+  err = block_core(&p, out, k_out, v_out, x, w, cfg, k_cache, v_cache, offset, none, none, NULL, s);
   if (err == NULL && eval) {
     mlx_array res[3] = {*out, *k_out, *v_out};
     mlx_vector_array vr = mlx_vector_array_new_data(res, 3);
@@ -558,7 +581,7 @@ char* mlxc_llama_block_padded(mlx_array* out, mlx_array* k_outs, mlx_array* v_ou
     TRY(rk || rv);
   }
   {
-    char* e = block_core(&p, out, kall, vall, x, w, cfg, *kc, *vc, 0, offs, mask, s);
+    char* e = block_core(&p, out, kall, vall, x, w, cfg, *kc, *vc, 0, offs, mask, NULL, s);
     if (e != NULL) {
       err = e;
       goto done;
@@ -580,5 +603,71 @@ done:
   mlx_array_free(mask);
   free(kp);
   free(keep);
+  return err;
+}
+
+char* mlxc_slot_step_new(mlxc_slot_step* st, const int* lens, int B, int width) {
+  reset();
+  if (B <= 0 || width <= 0) return strdup("mlxc: slot step needs rows and a width");
+  int* rows = malloc(sizeof(int) * B);
+  bool* keep = malloc(sizeof(bool) * B * width);
+  for (int i = 0; i < B; i++) {
+    rows[i] = i;
+    for (int j = 0; j < width; j++) keep[i * width + j] = j <= lens[i];
+  }
+  int mshape[4] = {B, 1, 1, width};
+  st->rows = mlx_array_new_data(rows, &B, 1, MLX_INT32);
+  st->cols = mlx_array_new_data(lens, &B, 1, MLX_INT32);
+  st->mask = mlx_array_new_data(keep, mshape, 4, MLX_BOOL);
+  st->width = width;
+  free(rows);
+  free(keep);
+  if (st->rows.ctx == NULL || st->cols.ctx == NULL || st->mask.ctx == NULL) {
+    mlxc_slot_step_free(st);
+    return take("mlxc: slot step arrays failed");
+  }
+  return NULL;
+}
+
+void mlxc_slot_step_free(mlxc_slot_step* st) {
+  if (st->rows.ctx) mlx_array_free(st->rows);
+  if (st->cols.ctx) mlx_array_free(st->cols);
+  if (st->mask.ctx) mlx_array_free(st->mask);
+  st->rows.ctx = st->cols.ctx = st->mask.ctx = NULL;
+}
+
+char* mlxc_llama_block_slots(mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_array x,
+                             const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
+                             mlx_array k_cache, mlx_array v_cache, const mlxc_slot_step* st,
+                             mlx_stream s) {
+  char* err = NULL;
+  pool p;
+  p.n = 0;
+  reset();
+  if (mlx_array_ndim(x) != 3 || mlx_array_shape(x)[1] != 1) return strdup("mlxc: slot block input must be [batch, 1, hidden]");
+  err = block_core(&p, out, k_out, v_out, x, w, cfg, k_cache, v_cache, 0, st->cols, st->mask, st, s);
+  for (int i = 0; i < p.n; i++) mlx_array_free(p.a[i]);
+  return err;
+}
+
+char* mlxc_slice_update(mlx_array* res, mlx_array a, mlx_array upd, const int* start, const int* stop, size_t n, mlx_stream s) {
+  int str[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  if (n > 8) return strdup("mlxc: slice update of more than 8 axes");
+  CALL(mlx_slice_update(res, a, upd, start, n, stop, n, str, n, s));
+}
+
+char* mlxc_pad_zero(mlx_array* res, mlx_array a, const int* high, size_t n, mlx_stream s) {
+  char* err = NULL;
+  int axes[8], low[8];
+  if (n > 8) return strdup("mlxc: pad of more than 8 axes");
+  for (size_t i = 0; i < n; i++) {
+    axes[i] = (int)i;
+    low[i] = 0;
+  }
+  mlx_array zero = mlx_array_new_float32(0);
+  reset();
+  TRY(mlx_pad(res, a, axes, n, low, n, high, n, zero, "constant", s));
+done:
+  mlx_array_free(zero);
   return err;
 }

@@ -102,4 +102,29 @@ char* mlxc_llama_block_padded(mlx_array* out, mlx_array* k_outs, mlx_array* v_ou
                               const mlx_array* k_caches, const mlx_array* v_caches, const int* lens,
                               mlx_stream s);
 
+// A slot step: the per-step inputs of mlxc_llama_block_slots, shared by all
+// layers. Row i of the slot cache holds lens[i] tokens at columns
+// 0..lens[i]-1; the new token goes to column lens[i] at position lens[i];
+// attention covers columns 0..width-1 with column j visible iff j <= lens[i].
+typedef struct {
+  mlx_array rows; // [B] int32 0..B-1
+  mlx_array cols; // [B] int32 lens, also the RoPE offsets
+  mlx_array mask; // [B, 1, 1, width] bool
+  int width;
+} mlxc_slot_step;
+char* mlxc_slot_step_new(mlxc_slot_step* st, const int* lens, int B, int width);
+void mlxc_slot_step_free(mlxc_slot_step* st);
+
+// Decode B rows against a slot cache k_cache/v_cache [R >= B, n_kv, C, hd]:
+// x [B, 1, hidden]; k_out/v_out get the whole slot cache with the new
+// tokens written in. A constant number of MLX operations whatever B is.
+char* mlxc_llama_block_slots(mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_array x,
+                             const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
+                             mlx_array k_cache, mlx_array v_cache, const mlxc_slot_step* st,
+                             mlx_stream s);
+
+char* mlxc_slice_update(mlx_array* res, mlx_array a, mlx_array upd, const int* start, const int* stop, size_t n, mlx_stream s);
+// Pads a with zeros after the end of each axis i by high[i].
+char* mlxc_pad_zero(mlx_array* res, mlx_array a, const int* high, size_t n, mlx_stream s);
+
 #endif

@@ -96,3 +96,18 @@ func (s *Stream) Block(cfg BlockConfig, w *BlockWeights, x, kCache, vCache *Arra
 func (s *Stream) BlockPadded(cfg BlockConfig, w *BlockWeights, x *Array, kCaches, vCaches []*Array, lens []int) (PaddedOutput, error) {
 	return PaddedOutput{}, ErrNoMLX
 }
+
+// SlotStep holds a slot-cache decode step's inputs; see the mlx build.
+type SlotStep struct{ _ int }
+
+func NewSlotStep(lens []int, width int) (*SlotStep, error) { return nil, ErrNoMLX }
+
+// Close is a no-op here.
+func (st *SlotStep) Close() error { return nil }
+func (s *Stream) BlockSlots(cfg BlockConfig, w *BlockWeights, x, kCache, vCache *Array, st *SlotStep) (BlockOutput, error) {
+	return BlockOutput{}, ErrNoMLX
+}
+func (s *Stream) SliceUpdate(a, update *Array, start, stop []int) (*Array, error) {
+	return nil, ErrNoMLX
+}
+func (s *Stream) PadEnd(a *Array, high ...int) (*Array, error) { return nil, ErrNoMLX }

@@ -38,6 +38,10 @@ func TestStubReturnsErrNoMLX(t *testing.T) {
 		"SaveSafetensors":  func() error { return SaveSafetensors("x", nil, nil) },
 		"LoadSafetensors":  func() error { _, _, err := LoadSafetensors("x", s); return err },
 		"Block":            func() error { _, err := s.Block(BlockConfig{}, &BlockWeights{}, a, nil, nil, 0, true); return err },
+		"NewSlotStep":      func() error { _, err := NewSlotStep([]int{1}, 2); return err },
+		"BlockSlots":       func() error { _, err := s.BlockSlots(BlockConfig{}, &BlockWeights{}, a, a, a, nil); return err },
+		"SliceUpdate":      func() error { _, err := s.SliceUpdate(a, a, nil, nil); return err },
+		"PadEnd":           func() error { _, err := s.PadEnd(a, 1); return err },
 	}
 	for name, call := range calls {
 		assert.ErrorIs(t, call(), ErrNoMLX, name)

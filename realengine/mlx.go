@@ -19,11 +19,13 @@ import (
 )
 
 // MLX is the engine on MLX (package mlxc): one mlxc cgo crossing per layer
-// and group of rows, per-sequence KV caches held as MLX arrays, and the
-// whole step's graph evaluated at once. Rows with the same cached length and
-// new-token count share a Block call; decoding rows of different lengths
-// share one BlockPadded call (left-padded caches, a mask, per-row RoPE
-// positions), see padDecode.
+// and group of rows, KV caches held as MLX arrays, and the whole step's
+// graph evaluated at once. Prefill rows with the same cached length and
+// new-token count share a Block call on per-sequence caches; once
+// prefilled, a sequence's cache moves into a row of the slot cache
+// (slotCache) and all decoding rows, whatever their lengths, share one
+// BlockSlots call per layer. The older modes (batchGroups, batchPadded)
+// keep decoding caches per sequence, for comparison.
 //
 // Weights and activations are in one dtype (float32, float16 or bfloat16);
 // matrices may be MLX affine-quantised, in which case they stay packed on
@@ -56,7 +58,9 @@ type MLX struct {
 	maxCtx   int
 	closed   bool
 	batching batching
-	spec     *mlxSpec
+	// slots holds the KV caches of decoding sequences in slots mode.
+	slots slotCache
+	spec  *mlxSpec
 	// pipeline builds the next step's graph while MLX computes the current
 	// one (mlxSpec). Only on a GPU: MLX's CPU backend throttles async_eval
 	// to ten tasks in flight (transforms.cpp, MAX_ACTIVE_TASKS), so a
@@ -73,10 +77,29 @@ type MLX struct {
 type batching int
 
 const (
-	batchAuto   batching = iota // padded when lengths differ (see padDecode)
-	batchGroups                 // one Block call per distinct length
-	batchPadded                 // always one padded call
+	batchAuto   batching = iota // the default: slots
+	batchGroups                 // per-sequence caches, one Block call per distinct length
+	batchPadded                 // per-sequence caches, always one padded call
+	batchSlots                  // one slot cache per layer (slotCache)
 )
+
+// slotsOn says whether sequences move into the slot cache once prefilled.
+// It is the default because it was the fastest wherever measured
+// (BenchmarkMLXMixedDecode, small preset, float32, MLX CPU backend on 2
+// shared and busy cores, tokens/s over 8 runs, median and range): mixed
+// lengths batch 8 groups 336 (232-406), padded 453 (393-582), slots 594
+// (378-797); batch 32 groups 314 (299-342), padded 597 (400-659), slots
+// 1614 (967-1694). Equal lengths (64-token prompts, 2 runs): batch 1 the
+// same as before (~385-390), batch 8 ~1310 against ~890-1045 before,
+// batch 32 ~1640-1775 against ~1200-1260. Per layer and step it builds 27
+// MLX operations whatever the batch (Block's 23 with two reshapes, two
+// scatters and two views in place of its two concatenations), where padded
+// builds 25 plus up to 4 per row (pads, slices) and copies the whole cache
+// twice, and groups 23 per distinct length plus 2 per row when rows share
+// one. Per step, the slot batch's head is one argmax and one token read
+// for all rows (Go allocations per step: 161 at batch 8, 191 at batch 32,
+// against 465 and 1553 padded).
+func (e *MLX) slotsOn() bool { return e.batching == batchSlots || e.batching == batchAuto }
 
 // mlxThread runs functions on one locked OS thread. MLX (0.30 and later,
 // Metal and CUDA alike) keeps a GPU stream's command encoder per OS thread:
@@ -136,7 +159,9 @@ type mlxSeq struct {
 	n       int
 	lastTok int32
 	tok     *mlxc.Array   // lastTok on the device, [1] uint32, while decoding
-	k, v    []*mlxc.Array // per layer [1, kv_heads, n, head_dim]; nil before the first step
+	k, v    []*mlxc.Array // per layer [1, kv_heads, n, head_dim]; nil before the first step and in a slot
+	inSlot  bool          // its cache is row `row` of the engine's slot cache
+	row     int
 }
 
 func (sq *mlxSeq) free() {
@@ -620,6 +645,9 @@ func (e *MLX) retire(id SeqID) error {
 		return fmt.Errorf("sequence %d: %w", id, ErrUnknownSequence)
 	}
 	e.dropSpec()
+	if err := e.slotRelease(sq); err != nil {
+		return err
+	}
 	sq.free()
 	delete(e.seqs, id)
 	e.order = slices.DeleteFunc(e.order, func(s *mlxSeq) bool { return s == sq })
@@ -635,7 +663,12 @@ func (e *MLX) Stats() Stats {
 			st.Pending++
 		}
 		st.KVTokens += sq.n
-		st.KVBytes += int64(sq.n * 2 * e.cfg.NumHiddenLayers * e.cfg.KVDim() * e.dtype.Size())
+		if !sq.inSlot {
+			st.KVBytes += int64(sq.n * 2 * e.cfg.NumHiddenLayers * e.cfg.KVDim() * e.dtype.Size())
+		}
+	}
+	if e.slots.k != nil {
+		st.KVBytes += int64(e.slots.rowCap) * int64(e.slots.colCap) * int64(2*e.cfg.NumHiddenLayers*e.cfg.KVDim()*e.dtype.Size())
 	}
 	return st
 }
@@ -656,6 +689,7 @@ func (e *MLX) close() error {
 	for _, sq := range e.order {
 		sq.free()
 	}
+	e.slots.free()
 	e.seqs, e.order = nil, nil
 	for _, a := range e.owned {
 		a.Close()
@@ -670,6 +704,7 @@ type mlxRow struct {
 	k, v   []*mlxc.Array // new caches
 	tok    *mlxc.Array
 	logits *mlxc.Array
+	slot   int // 1 + the row's place in the step's slot batch (mlxGraph.toks); 0 for none
 }
 
 func (r *mlxRow) free() {
@@ -723,32 +758,65 @@ func (e *MLX) step(ctx context.Context) (StepResult, error) {
 			}
 		}
 	}
+	// A failing sequence leaves the slot cache now, since every slot row
+	// decodes in the slot step; its row holds nothing it still needs.
+	for _, sq := range failing {
+		if err := e.slotRelease(sq); err != nil {
+			return StepResult{}, err
+		}
+	}
 	if len(rows) == 0 {
 		e.fail(&res, failing)
 		return res, nil
 	}
 	start := time.Now()
-	var outs []*mlxc.Array
+	var gr *mlxGraph
 	if sp := e.takeSpec(rows); sp != nil {
-		rows, outs = sp.rows, sp.outs
+		rows, gr = sp.rows, sp.graph
 		e.specHits++
 	} else {
 		var err error
-		if outs, err = e.build(ctx, rows, false); err != nil {
+		if gr, err = e.build(ctx, rows, false); err != nil {
 			freeRows(rows)
 			return StepResult{}, err
 		}
 	}
+	outs := gr.outs
 	if err := ctx.Err(); err != nil {
 		freeRows(rows)
+		gr.free()
 		return StepResult{}, err
 	}
+	// The step's slot caches replace the engine's before any evaluation
+	// starts: with no handle left on the old ones MLX donates their
+	// buffers and writes the new columns in place (async_eval encodes, and
+	// so decides donation, at once). Safe even if evaluation then fails:
+	// the step only wrote columns past each row's tokens, which stay
+	// masked until the row is committed.
+	if gr.slotK != nil {
+		e.slots.replace(gr.slotK, gr.slotV)
+		gr.slotK, gr.slotV = nil, nil
+	}
+	// The slot rows' tokens stay on the device as the next step's input.
+	toks, logits := gr.toks, gr.logits
+	defer logits.Close()
+	if toks != nil {
+		e.slots.tok.Close()
+		e.slots.tok, e.slots.ntok = toks, toks.Size()
+		gr.toks, gr.logits = nil, nil
+	}
 	if e.pipeline {
-		if err := mlxc.AsyncEval(outs...); err != nil {
+		if err := mlxc.AsyncEval(slices.Concat(outs, e.slots.k, e.slots.v)...); err != nil {
 			freeRows(rows)
 			return StepResult{}, err
 		}
 	}
+	var moved []*mlxc.Array // row caches now in the slot cache
+	defer func() {
+		for _, a := range moved {
+			a.Close()
+		}
+	}()
 	// From here the step is committed. The caches move to their sequences
 	// while still lazy, so that the next step's graph can be built on them
 	// while MLX computes this one.
@@ -767,6 +835,12 @@ func (e *MLX) step(ctx context.Context) (StepResult, error) {
 		sq.tok.Close()
 		sq.tok = nil
 		if sq.n >= len(sq.prompt) {
+			if sq.pending && e.slotsOn() {
+				if err := e.slotInsert(sq, &moved); err != nil {
+					freeRows(rows)
+					return StepResult{}, err
+				}
+			}
 			sq.pending = false
 			sq.tok, r.tok = r.tok, nil
 		}
@@ -775,6 +849,9 @@ func (e *MLX) step(ctx context.Context) (StepResult, error) {
 	if len(failing) == 0 {
 		e.speculate(rows)
 	}
+	if e.slots.k != nil {
+		outs = append(append(outs, e.slots.k...), e.slots.v...)
+	}
 	t0 := time.Now()
 	err := mlxc.Eval(outs...)
 	e.evalTime += time.Since(t0)
@@ -782,8 +859,29 @@ func (e *MLX) step(ctx context.Context) (StepResult, error) {
 		freeRows(rows)
 		return StepResult{}, err
 	}
+	var slotToks []uint32
+	var slotLogits []float32
+	if toks != nil {
+		if slotToks, err = toks.Uint32(); err == nil && e.opt.RecordLogits {
+			slotLogits, err = logits.Float32()
+		}
+		if err != nil {
+			freeRows(rows)
+			return StepResult{}, err
+		}
+	}
 	for i, r := range rows {
 		sq := r.sq
+		if r.slot > 0 {
+			j := r.slot - 1
+			sq.lastTok = int32(slotToks[j])
+			res.Outputs[i].Token = sq.lastTok
+			if e.opt.RecordLogits {
+				V := len(slotLogits) / len(slotToks)
+				res.Outputs[i].Logits = slotLogits[j*V : (j+1)*V : (j+1)*V]
+			}
+			continue
+		}
 		if sq.tok == nil {
 			continue
 		}
@@ -817,6 +915,9 @@ func freeRows(rows []*mlxRow) {
 // fail ends sequences whose context is full.
 func (e *MLX) fail(res *StepResult, failing []*mlxSeq) {
 	for _, sq := range failing {
+		if sq.inSlot {
+			panic(fmt.Sprintf("mlx engine: failing sequence %d still holds slot row %d", sq.id, sq.row))
+		}
 		sq.err = fmt.Errorf("sequence %d: %w (%d tokens)", sq.id, ErrContextFull, e.maxCtx)
 		res.Outputs = append(res.Outputs, SeqOutput{ID: sq.id, Context: sq.n, Err: sq.err})
 		sq.free()
@@ -828,8 +929,31 @@ func (e *MLX) fail(res *StepResult, failing []*mlxSeq) {
 // running sequence decodes once more, on its last token still on the
 // device. Admit and Retire drop it.
 type mlxSpec struct {
-	rows []*mlxRow
-	outs []*mlxc.Array
+	rows  []*mlxRow
+	graph *mlxGraph
+}
+
+// mlxGraph is a step's lazy graph: the arrays to evaluate, and in slots
+// mode the slot caches after the step (per layer), which replace the
+// engine's when the step commits.
+type mlxGraph struct {
+	outs         []*mlxc.Array
+	slotK, slotV []*mlxc.Array
+	// toks [B] and logits [B, vocab] of the slot rows, in slot order: one
+	// argmax and one read for the whole batch.
+	toks, logits *mlxc.Array
+}
+
+// free drops what the graph still owns.
+func (g *mlxGraph) free() {
+	for l := range g.slotK {
+		g.slotK[l].Close()
+		g.slotV[l].Close()
+	}
+	g.slotK, g.slotV = nil, nil
+	g.toks.Close()
+	g.logits.Close()
+	g.toks, g.logits = nil, nil
 }
 
 // speculate builds the next step's graph when the next step is known: every
@@ -853,19 +977,19 @@ func (e *MLX) speculate(rows []*mlxRow) {
 		if sq.err != nil {
 			continue
 		}
-		if sq.pending || sq.tok == nil || sq.n+1 > e.maxCtx {
+		if sq.pending || sq.tok == nil && !(sq.inSlot && sq.row < e.slots.ntok) || sq.n+1 > e.maxCtx {
 			return
 		}
 		next = append(next, &mlxRow{sq: sq, count: 1})
 	}
-	outs, err := e.build(context.Background(), next, true)
+	gr, err := e.build(context.Background(), next, true)
 	if err != nil {
 		// Only an optimisation: the next step builds its graph again and
 		// reports the error then.
 		freeRows(next)
 		return
 	}
-	e.spec = &mlxSpec{rows: next, outs: outs}
+	e.spec = &mlxSpec{rows: next, graph: gr}
 }
 
 // takeSpec returns the prepared graph when it is this step's.
@@ -877,11 +1001,13 @@ func (e *MLX) takeSpec(rows []*mlxRow) *mlxSpec {
 	e.spec = nil
 	if len(sp.rows) != len(rows) {
 		freeRows(sp.rows)
+		sp.graph.free()
 		return nil
 	}
 	for i, r := range rows {
 		if sp.rows[i].sq != r.sq || r.count != 1 {
 			freeRows(sp.rows)
+			sp.graph.free()
 			return nil
 		}
 	}
@@ -891,6 +1017,7 @@ func (e *MLX) takeSpec(rows []*mlxRow) *mlxSpec {
 func (e *MLX) dropSpec() {
 	if e.spec != nil {
 		freeRows(e.spec.rows)
+		e.spec.graph.free()
 		e.spec = nil
 	}
 }
@@ -901,19 +1028,22 @@ func (e *MLX) dropSpec() {
 // decoding rows of different lengths share one padded call (padDecode).
 // With lazy, decoding rows take their input token from the previous step's
 // device array rather than from lastTok.
-func (e *MLX) build(ctx context.Context, rows []*mlxRow, lazy bool) ([]*mlxc.Array, error) {
+func (e *MLX) build(ctx context.Context, rows []*mlxRow, lazy bool) (*mlxGraph, error) {
 	type key struct{ n, count int }
 	var keys []key
 	groups := map[key][]*mlxRow{}
-	var decode []*mlxRow
+	var decode, slotted []*mlxRow
 	for _, r := range rows {
-		if r.count == 1 && r.sq.n > 0 && !r.sq.pending {
+		switch {
+		case r.sq.inSlot:
+			slotted = append(slotted, r)
+		case r.count == 1 && r.sq.n > 0 && !r.sq.pending:
 			decode = append(decode, r)
 		}
 	}
 	pad := e.padDecode(decode)
 	for _, r := range rows {
-		if pad && r.count == 1 && r.sq.n > 0 && !r.sq.pending {
+		if r.sq.inSlot || pad && r.count == 1 && r.sq.n > 0 && !r.sq.pending {
 			continue
 		}
 		k := key{r.sq.n, r.count}
@@ -930,23 +1060,36 @@ func (e *MLX) build(ctx context.Context, rows []*mlxRow, lazy bool) ([]*mlxc.Arr
 			outs = append(outs, r.v...)
 		}
 	}
+	gr := &mlxGraph{}
+	if len(slotted) > 0 {
+		if err := e.slotGroup(gr, slotted, lazy); err != nil {
+			gr.free()
+			return nil, err
+		}
+		outs = append(outs, gr.toks, gr.logits)
+	}
+	fail := func(err error) (*mlxGraph, error) {
+		gr.free()
+		return nil, err
+	}
 	if pad {
 		if err := e.padGroup(decode, lazy); err != nil {
-			return nil, err
+			return fail(err)
 		}
 		collect(decode)
 	}
 	for _, k := range keys {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return fail(err)
 		}
 		g := groups[k]
 		if err := e.group(g, k.n, k.count, lazy); err != nil {
-			return nil, err
+			return fail(err)
 		}
 		collect(g)
 	}
-	return outs, nil
+	gr.outs = outs
+	return gr, nil
 }
 
 // inputs returns the token ids of g as an index array: prompt tokens for
@@ -971,8 +1114,10 @@ func (e *MLX) inputs(g []*mlxRow, n, count int, lazy bool) (*mlxc.Array, error) 
 	return mlxc.FromInt32(ids, len(ids))
 }
 
-// padDecode says whether decoding rows go through one padded batch rather
-// than one group per cached length: whenever their lengths differ.
+// padDecode says whether decoding rows on per-sequence caches (modes
+// groups and padded) go through one padded batch rather than one group per
+// cached length: in padded mode always, else (no such rows in the default
+// mode) whenever their lengths differ.
 // Measured (BenchmarkMLXMixedDecode, small preset, float32, MLX CPU on 2
 // shared and busy cores, contexts 16-271 all different, ms per step, three
 // runs): batch 8 groups 26.4/21.9/25.1, padded 15.3/15.4/17.8; batch 32
@@ -1204,4 +1349,287 @@ func (e *MLX) padGroup(g []*mlxRow, lazy bool) error {
 		}
 	}
 	return e.finish(g, x, 1)
+}
+
+// slotCache holds the KV caches of all decoding sequences as one array
+// per layer for K and one for V, [rowCap, kv_heads, colCap, head_dim]:
+// row i is seqs[i]'s cache with its n tokens at columns 0..n-1 and
+// whatever lies beyond masked out. A decode step then costs a constant
+// number of MLX operations per layer whatever the batch (BlockSlots: one
+// scatter of the new columns per cache, one view for attention), where
+// padGroup pads, stacks and splits every row's cache (O(batch) operations
+// and a copy of the whole cache per layer and step). Rows never move as
+// others grow; a retired row is filled with the last row (compaction), and
+// capacity doubles when rows or columns run out, so copies are rare.
+type slotCache struct {
+	k, v           []*mlxc.Array // per layer; nil when no row is held
+	seqs           []*mlxSeq
+	rowCap, colCap int
+	// tok holds the last tokens of rows 0..ntok-1 on the device (the last
+	// slot step's argmax), the pipelined next step's input; rows added
+	// since have their own mlxSeq.tok. Any row move drops it.
+	tok  *mlxc.Array
+	ntok int
+}
+
+func (c *slotCache) free() {
+	for l := range c.k {
+		c.k[l].Close()
+		c.v[l].Close()
+	}
+	c.tok.Close()
+	for _, sq := range c.seqs {
+		sq.inSlot = false
+	}
+	*c = slotCache{}
+}
+
+// replace installs new per-layer caches, closing the old ones.
+func (c *slotCache) replace(k, v []*mlxc.Array) {
+	for l := range k {
+		c.k[l].Close()
+		c.v[l].Close()
+		c.k[l], c.v[l] = k[l], v[l]
+	}
+}
+
+// grownCap doubles have until it reaches need, at most limit (never below
+// need).
+func grownCap(have, need, limit int) int {
+	c := max(have, 1)
+	for c < need {
+		c *= 2
+	}
+	return max(min(c, limit), need)
+}
+
+// slotGrow makes room for rows rows of cols columns: zero padding at the
+// end of both axes, one operation per cache and layer.
+func (e *MLX) slotGrow(rows, cols int) error {
+	c := &e.slots
+	if rows <= c.rowCap && cols <= c.colCap {
+		return nil
+	}
+	nr := c.rowCap
+	if rows > nr {
+		nr = grownCap(nr, rows, math.MaxInt)
+	}
+	nc := c.colCap
+	if cols > nc {
+		nc = grownCap(nc, cols, e.maxCtx)
+	}
+	for l := range c.k {
+		k, err := e.s.PadEnd(c.k[l], nr-c.rowCap, 0, nc-c.colCap, 0)
+		if err != nil {
+			return err
+		}
+		v, err := e.s.PadEnd(c.v[l], nr-c.rowCap, 0, nc-c.colCap, 0)
+		if err != nil {
+			k.Close()
+			return err
+		}
+		c.k[l].Close()
+		c.v[l].Close()
+		c.k[l], c.v[l] = k, v
+	}
+	c.rowCap, c.colCap = nr, nc
+	return nil
+}
+
+// slotInsert moves a just-prefilled sequence's caches into a new last row
+// of the slot cache (one slice_update per cache and layer; the first row
+// makes the arrays by padding its own cache). The sequence's own caches
+// are appended to done.
+func (e *MLX) slotInsert(sq *mlxSeq, done *[]*mlxc.Array) error {
+	c := &e.slots
+	row, n := len(c.seqs), sq.n
+	kv, hd := e.cfg.NumKeyValueHeads, e.cfg.HeadDim
+	if c.k == nil {
+		rc, cc := grownCap(0, 4, math.MaxInt), grownCap(0, max(n+1, 64), e.maxCtx)
+		c.k = make([]*mlxc.Array, len(e.layers))
+		c.v = make([]*mlxc.Array, len(e.layers))
+		for l := range e.layers {
+			var err error
+			if c.k[l], err = e.s.PadEnd(sq.k[l], rc-1, 0, cc-n, 0); err == nil {
+				c.v[l], err = e.s.PadEnd(sq.v[l], rc-1, 0, cc-n, 0)
+			}
+			if err != nil {
+				c.free()
+				return err
+			}
+		}
+		c.rowCap, c.colCap = rc, cc
+	} else {
+		if err := e.slotGrow(row+1, n+1); err != nil {
+			return err
+		}
+		start, stop := []int{row, 0, 0, 0}, []int{row + 1, kv, n, hd}
+		for l := range e.layers {
+			k, err := e.s.SliceUpdate(c.k[l], sq.k[l], start, stop)
+			if err != nil {
+				return err
+			}
+			v, err := e.s.SliceUpdate(c.v[l], sq.v[l], start, stop)
+			if err != nil {
+				k.Close()
+				return err
+			}
+			c.k[l].Close()
+			c.v[l].Close()
+			c.k[l], c.v[l] = k, v
+		}
+	}
+	// The row caches may be among the step's outputs still to evaluate;
+	// the caller closes them after.
+	*done = append(append(*done, sq.k...), sq.v...)
+	sq.k, sq.v = nil, nil
+	sq.inSlot, sq.row = true, row
+	c.seqs = append(c.seqs, sq)
+	return nil
+}
+
+// slotRelease takes sq out of the slot cache (if it is in it): the last
+// row moves into its row (a slice and a slice_update per cache and layer,
+// of the moved sequence's tokens only), and the arrays go when the last
+// row does, so memory returns to baseline.
+func (e *MLX) slotRelease(sq *mlxSeq) error {
+	if !sq.inSlot {
+		return nil
+	}
+	e.dropSpec()
+	c := &e.slots
+	c.tok.Close()
+	c.tok, c.ntok = nil, 0
+	r, last := sq.row, len(c.seqs)-1
+	if c.seqs[r] != sq {
+		panic(fmt.Sprintf("mlx engine: sequence %d claims slot row %d of %d", sq.id, r, len(c.seqs)))
+	}
+	if r != last {
+		mv := c.seqs[last]
+		kv, hd := e.cfg.NumKeyValueHeads, e.cfg.HeadDim
+		for l := range c.k {
+			for _, a := range []*[]*mlxc.Array{&c.k, &c.v} {
+				part, err := e.s.Slice((*a)[l], []int{last, 0, 0, 0}, []int{last + 1, kv, mv.n, hd})
+				if err != nil {
+					return err
+				}
+				u, err := e.s.SliceUpdate((*a)[l], part, []int{r, 0, 0, 0}, []int{r + 1, kv, mv.n, hd})
+				part.Close()
+				if err != nil {
+					return err
+				}
+				(*a)[l].Close()
+				(*a)[l] = u
+			}
+		}
+		c.seqs[r], mv.row = mv, r
+	}
+	c.seqs = c.seqs[:last]
+	sq.inSlot = false
+	if last == 0 {
+		c.free()
+	}
+	return nil
+}
+
+// slotGroup builds the decode step of every slot row into gr: g holds one
+// row per slot (in any order). gr gets the slot caches after the step (the
+// engine's stay as they were until the step commits) and the batch's
+// tokens and logits, all in a number of MLX operations that does not grow
+// with the batch.
+func (e *MLX) slotGroup(gr *mlxGraph, g []*mlxRow, lazy bool) error {
+	c := &e.slots
+	B := len(c.seqs)
+	ordered := make([]*mlxRow, B)
+	for _, r := range g {
+		if r.count != 1 || r.sq.row >= B || ordered[r.sq.row] != nil {
+			panic(fmt.Sprintf("mlx engine: slot row %d of %d decoded twice or with %d tokens", r.sq.row, B, r.count))
+		}
+		ordered[r.sq.row] = r
+	}
+	lens := make([]int, B)
+	width := 0
+	for i, r := range ordered {
+		if r == nil {
+			panic(fmt.Sprintf("mlx engine: slot row %d of %d does not decode in this step", i, B))
+		}
+		r.slot = i + 1
+		lens[i] = r.sq.n
+		width = max(width, r.sq.n+1)
+	}
+	if err := e.slotGrow(B, width); err != nil {
+		return err
+	}
+	st, err := mlxc.NewSlotStep(lens, width)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var idx *mlxc.Array
+	if lazy {
+		idx, err = e.slotInputs(ordered)
+	} else {
+		idx, err = e.inputs(ordered, 0, 1, false)
+	}
+	if err != nil {
+		return err
+	}
+	x0, err := e.lookup(idx)
+	idx.Close()
+	if err != nil {
+		return err
+	}
+	x, err := e.s.Reshape(x0, B, 1, e.cfg.HiddenSize)
+	x0.Close()
+	if err != nil {
+		return err
+	}
+	gr.slotK = make([]*mlxc.Array, len(e.layers))
+	gr.slotV = make([]*mlxc.Array, len(e.layers))
+	for l := range e.layers {
+		o, err := e.s.BlockSlots(e.bcfg, &e.layers[l], x, c.k[l], c.v[l], st)
+		x.Close()
+		if err != nil {
+			return err
+		}
+		x, gr.slotK[l], gr.slotV[l] = o.Out, o.K, o.V
+	}
+	nrm, err := e.s.RMSNorm(x, e.norm, e.bcfg.Eps)
+	x.Close()
+	if err != nil {
+		return err
+	}
+	n2, err := e.s.Reshape(nrm, B, e.cfg.HiddenSize)
+	nrm.Close()
+	if err != nil {
+		return err
+	}
+	gr.logits, err = e.project(n2)
+	n2.Close()
+	if err != nil {
+		return err
+	}
+	gr.toks, err = e.s.Argmax(gr.logits, -1, false)
+	return err
+}
+
+// slotInputs gathers the slot rows' last tokens on the device for a
+// pipelined step: the previous slot step's tokens for the rows they cover,
+// each newer row's own.
+func (e *MLX) slotInputs(ordered []*mlxRow) (*mlxc.Array, error) {
+	c := &e.slots
+	var parts []*mlxc.Array
+	if c.ntok > 0 {
+		parts = append(parts, c.tok)
+	}
+	for _, r := range ordered[c.ntok:] {
+		if r.sq.tok == nil {
+			panic(fmt.Sprintf("mlx engine: slot row %d has no token on the device", r.sq.row))
+		}
+		parts = append(parts, r.sq.tok)
+	}
+	if len(parts) == 1 {
+		return e.s.Reshape(parts[0], len(ordered))
+	}
+	return e.s.Concatenate(0, parts...)
 }

@@ -30,7 +30,7 @@ func TestMLXBatchedEqualsAlone(t *testing.T) {
 	for _, b := range []struct {
 		name string
 		mode batching
-	}{{"auto", batchAuto}, {"groups", batchGroups}, {"padded", batchPadded}} {
+	}{{"auto", batchAuto}, {"groups", batchGroups}, {"padded", batchPadded}, {"slots", batchSlots}} {
 		t.Run(b.name, func(t *testing.T) {
 			checkBatchedEqualsAlone(t, func(t testing.TB, c Config, w *Weights) Engine {
 				e := newMLXForChecks(t, c, w).(*MLX)
@@ -536,14 +536,15 @@ func rewriteScales(t *testing.T, dir string, dt DType) {
 
 // BenchmarkMLXMixedDecode decodes batch sequences whose contexts all
 // differ (prompts of 16 to 271 tokens), with one Block call per length
-// (groups) or one padded call (padded); every 64 steps the sequences are
-// replaced outside the timer.
+// (groups), one padded call (padded) or one call on the slot cache
+// (slots) per layer; every 64 steps the sequences are replaced outside the
+// timer.
 func BenchmarkMLXMixedDecode(b *testing.B) {
 	for _, batch := range []int{8, 32} {
 		for _, m := range []struct {
 			name string
 			mode batching
-		}{{"groups", batchGroups}, {"padded", batchPadded}} {
+		}{{"groups", batchGroups}, {"padded", batchPadded}, {"slots", batchSlots}} {
 			b.Run(fmt.Sprintf("small/batch=%d/%s", batch, m.name), func(b *testing.B) {
 				c, w, err := LoadWeights("small", 1)
 				if err != nil {
@@ -583,12 +584,22 @@ func BenchmarkMLXMixedDecode(b *testing.B) {
 // previous step computed give bit-identical tokens and logits to steps
 // built in their own step, for equal and different lengths.
 func TestMLXPipelinedStepsEqual(t *testing.T) {
+	for _, m := range []struct {
+		name string
+		mode batching
+	}{{"padded", batchPadded}, {"slots", batchSlots}} {
+		t.Run(m.name, func(t *testing.T) { checkPipelinedStepsEqual(t, m.mode) })
+	}
+}
+
+func checkPipelinedStepsEqual(t *testing.T, mode batching) {
 	c, w := tinyModel(t, 14)
 	r := rand.New(rand.NewPCG(14, 14))
 	prompts := [][]int32{randomPrompt(r, 5, c.VocabSize), randomPrompt(r, 5, c.VocabSize), randomPrompt(r, 11, c.VocabSize)}
 	run := func(pipeline bool) ([][]SeqOutput, int) {
 		e := newMLXForChecks(t, c, w).(*MLX)
 		e.pipeline = pipeline
+		e.batching = mode
 		var steps [][]SeqOutput
 		for i, p := range prompts {
 			require.NoError(t, e.Admit(Sequence{ID: SeqID(i), Prompt: p}))
@@ -678,12 +689,21 @@ func BenchmarkMLXStepOverhead(b *testing.B) {
 						var build, eval time.Duration
 						e.thread.do(func() { // the stream's thread, as Step
 							tb := time.Now()
-							outs, err := e.build(ctx, rows, false)
+							gr, err := e.build(ctx, rows, false)
 							if err == nil {
 								build = time.Since(tb)
+								// As Step does: the slot caches are handed
+								// over so MLX writes in place (otherwise this
+								// eval would copy them); the probe only writes
+								// columns the next step writes again.
+								if gr.slotK != nil {
+									e.slots.replace(gr.slotK, gr.slotV)
+									gr.slotK, gr.slotV = nil, nil
+								}
 								t1 := time.Now()
-								err = mlxc.Eval(outs...)
+								err = mlxc.Eval(slices.Concat(gr.outs, e.slots.k, e.slots.v)...)
 								eval = time.Since(t1)
+								gr.free()
 							}
 							freeRows(rows)
 							if err != nil {
@@ -720,4 +740,158 @@ func TestMLXCUDAGraphsDefault(t *testing.T) {
 	require.NoError(t, os.Unsetenv(name))
 	cudaGraphsOff()
 	assert.Equal(t, "0", os.Getenv(name))
+}
+
+// TestMLXSlotsMatchGroups runs one schedule of admissions and retirements
+// in slots mode and in groups mode (per-sequence caches, one Block call
+// per length): retiring rows in the middle compacts the slot cache, more
+// than four rows and contexts past 64 tokens make it grow both ways, and
+// the pipelined path (graphs built during the previous step) is on.
+// Tokens must be equal and logits within float32 noise, KVBytes must
+// report the slot cache's capacity, and everything must go at the end.
+func TestMLXSlotsMatchGroups(t *testing.T) {
+	c, w := tinyModel(t, 21)
+	r := rand.New(rand.NewPCG(21, 21))
+	var prompts [][]int32
+	for _, n := range []int{3, 9, 17, 1, 30, 62, 5, 12} {
+		prompts = append(prompts, randomPrompt(r, n, c.VocabSize))
+	}
+	type event struct{ admit, retire []SeqID }
+	schedule := map[int]event{
+		0:  {admit: []SeqID{0, 1, 2}},
+		2:  {admit: []SeqID{3, 4}},
+		4:  {retire: []SeqID{1}},
+		5:  {admit: []SeqID{5, 6}, retire: []SeqID{3}},
+		7:  {retire: []SeqID{0, 6}},
+		8:  {admit: []SeqID{7}},
+		11: {retire: []SeqID{4}},
+	}
+	run := func(mode batching) ([][]SeqOutput, []Stats) {
+		e := newMLXForChecks(t, c, w).(*MLX)
+		e.batching, e.pipeline = mode, true
+		var steps [][]SeqOutput
+		var stats []Stats
+		live := map[SeqID]bool{}
+		for s := 0; s < 14; s++ {
+			ev := schedule[s]
+			for _, id := range ev.retire {
+				require.NoError(t, e.Retire(id))
+				delete(live, id)
+			}
+			for _, id := range ev.admit {
+				require.NoError(t, e.Admit(Sequence{ID: id, Prompt: prompts[id]}))
+				live[id] = true
+			}
+			res, err := e.Step(context.Background())
+			require.NoError(t, err)
+			for _, o := range res.Outputs {
+				require.NoError(t, o.Err)
+			}
+			slices.SortFunc(res.Outputs, func(a, b SeqOutput) int { return int(a.ID - b.ID) })
+			steps = append(steps, res.Outputs)
+			stats = append(stats, e.Stats())
+		}
+		if mode == batchSlots {
+			assert.Equal(t, len(live), len(e.slots.seqs))
+			assert.Greater(t, e.slots.rowCap, 4, "rows grew")
+			assert.Greater(t, e.slots.colCap, 64, "columns grew")
+			assert.Greater(t, e.specHits, 4, "steps built during the previous one")
+			for i, sq := range e.slots.seqs {
+				assert.Equal(t, i, sq.row)
+				assert.Nil(t, sq.k)
+			}
+		}
+		for id := range live {
+			require.NoError(t, e.Retire(id))
+		}
+		assert.Equal(t, Stats{}, e.Stats())
+		assert.Nil(t, e.slots.k)
+		return steps, stats
+	}
+	want, wantStats := run(batchGroups)
+	got, gotStats := run(batchSlots)
+	require.Equal(t, len(want), len(got))
+	per := int64(2 * c.NumHiddenLayers * c.KVDim() * 4)
+	for s := range want {
+		require.Len(t, got[s], len(want[s]), "step %d", s)
+		for i, o := range want[s] {
+			g := got[s][i]
+			assert.Equal(t, o.ID, g.ID, "step %d", s)
+			assert.Equal(t, o.Token, g.Token, "step %d seq %d", s, o.ID)
+			assert.Equal(t, o.Context, g.Context, "step %d seq %d", s, o.ID)
+			ref := make([]float64, len(o.Logits))
+			for j, v := range o.Logits {
+				ref[j] = float64(v)
+			}
+			assert.Less(t, maxRelDiff(g.Logits, ref), 1e-4, "step %d seq %d", s, o.ID)
+		}
+		assert.Equal(t, wantStats[s].KVTokens, gotStats[s].KVTokens, "step %d", s)
+		assert.Equal(t, wantStats[s].Sequences, gotStats[s].Sequences, "step %d", s)
+		assert.Equal(t, wantStats[s].KVTokens*int(per), int(wantStats[s].KVBytes), "step %d", s)
+		assert.Zero(t, gotStats[s].KVBytes%per, "step %d: whole slots", s)
+		assert.GreaterOrEqual(t, gotStats[s].KVBytes, wantStats[s].KVBytes, "step %d: capacity holds the tokens", s)
+	}
+}
+
+// TestMLXSlotsMemoryBackToBaseline: the slot cache goes with its last row.
+func TestMLXSlotsMemoryBackToBaseline(t *testing.T) {
+	c, w := tinyModel(t, 5)
+	e := newMLXForChecks(t, c, w).(*MLX)
+	e.batching = batchSlots
+	base, err := mlxc.Memory()
+	require.NoError(t, err)
+	runCycles(t, e, rand.New(rand.NewPCG(3, 3)), c.VocabSize)
+	after, err := mlxc.Memory()
+	require.NoError(t, err)
+	assert.Equal(t, base.Active, after.Active)
+}
+
+// TestMLXSlotsWriteInPlace: a decode step writes its new columns into the
+// slot cache in place (MLX donates the old buffers, since the engine drops
+// its handles before evaluation), serial and pipelined: the step's peak
+// memory above the held arrays stays below one layer's K cache, which a
+// copy of the cache would need many times over.
+func TestMLXSlotsWriteInPlace(t *testing.T) {
+	c, w, err := LoadWeights("small", 1)
+	require.NoError(t, err)
+	for _, pipeline := range []bool{false, true} {
+		e, err := NewMLX(c, w, Options{Model: "small"})
+		require.NoError(t, err)
+		e.pipeline = pipeline
+		r := rand.New(rand.NewPCG(8, 8))
+		for i := 0; i < 8; i++ {
+			require.NoError(t, e.Admit(Sequence{ID: SeqID(i), Prompt: randomPrompt(r, 400+i, c.VocabSize)}))
+		}
+		for s := 0; s < 2; s++ {
+			_, err := e.Step(context.Background())
+			require.NoError(t, err)
+		}
+		slab := int64(e.slots.rowCap * e.slots.colCap * c.KVDim() * 4)
+		require.Equal(t, 2*int64(c.NumHiddenLayers)*slab, e.Stats().KVBytes)
+		for s := 0; s < 2; s++ {
+			require.NoError(t, mlxc.ResetPeakMemory())
+			m0, err := mlxc.Memory()
+			require.NoError(t, err)
+			_, err = e.Step(context.Background())
+			require.NoError(t, err)
+			m1, err := mlxc.Memory()
+			require.NoError(t, err)
+			assert.Less(t, m1.Peak-m0.Active, slab, "pipeline %v step %d", pipeline, s)
+		}
+		require.NoError(t, e.Close())
+	}
+}
+
+func TestGrownCap(t *testing.T) {
+	for _, tc := range []struct{ have, need, limit, want int }{
+		{0, 4, math.MaxInt, 4},
+		{0, 65, math.MaxInt, 128},
+		{64, 65, math.MaxInt, 128},
+		{64, 300, math.MaxInt, 512},
+		{64, 65, 100, 100}, // the context limit caps the doubling
+		{64, 100, 100, 100},
+		{8, 3, math.MaxInt, 8},
+	} {
+		assert.Equal(t, tc.want, grownCap(tc.have, tc.need, tc.limit), "%+v", tc)
+	}
 }
