@@ -1045,7 +1045,13 @@ func (s *Stream) Block(cfg BlockConfig, w *BlockWeights, x, kCache, vCache *Arra
 	runtime.KeepAlive(kCache)
 	runtime.KeepAlive(vCache)
 	runtime.KeepAlive(s)
-	if err := cerr("llama block", m); err != nil {
+	return blockOutput("llama block", m, o, k, v)
+}
+
+// blockOutput wraps a block call's three outputs, or frees whichever the
+// failed call made.
+func blockOutput(op string, m *C.char, o, k, v C.mlx_array) (BlockOutput, error) {
+	if err := cerr(op, m); err != nil {
 		for _, h := range []C.mlx_array{o, k, v} {
 			if h.ctx != nil {
 				C.mlx_array_free(h)
@@ -1214,15 +1220,7 @@ func (s *Stream) BlockSlots(cfg BlockConfig, w *BlockWeights, x, kCache, vCache 
 	runtime.KeepAlive(vCache)
 	runtime.KeepAlive(st)
 	runtime.KeepAlive(s)
-	if err := cerr("llama slot block", m); err != nil {
-		for _, h := range []C.mlx_array{o, k, v} {
-			if h.ctx != nil {
-				C.mlx_array_free(h)
-			}
-		}
-		return BlockOutput{}, err
-	}
-	return BlockOutput{Out: wrap(o), K: wrap(k), V: wrap(v)}, nil
+	return blockOutput("llama slot block", m, o, k, v)
 }
 
 // SliceUpdate returns a with a[start:stop] replaced by update (whose shape
