@@ -53,15 +53,20 @@ func TestMLXOpenGPUOnCPUBuild(t *testing.T) {
 	require.ErrorContains(t, err, `device "tpu"`)
 }
 
+// Memory returns to baseline after many requests in every batching mode
+// (in slots mode the slot cache goes with its last row).
 func TestMLXMemoryBackToBaseline(t *testing.T) {
-	c, w := tinyModel(t, 5)
-	e := newMLXForChecks(t, c, w)
-	base, err := mlxc.Memory()
-	require.NoError(t, err)
-	runCycles(t, e, rand.New(rand.NewPCG(3, 3)), c.VocabSize)
-	after, err := mlxc.Memory()
-	require.NoError(t, err)
-	assert.Equal(t, base.Active, after.Active)
+	for _, m := range []batching{batchSlots, batchGroups, batchPadded} {
+		c, w := tinyModel(t, 5)
+		e := newMLXForChecks(t, c, w).(*MLX)
+		e.batching = m
+		base, err := mlxc.Memory()
+		require.NoError(t, err)
+		runCycles(t, e, rand.New(rand.NewPCG(3, 3)), c.VocabSize)
+		after, err := mlxc.Memory()
+		require.NoError(t, err)
+		assert.Equal(t, base.Active, after.Active, "batching %d", m)
+	}
 }
 
 func TestMLXCancelledStepRollsBack(t *testing.T) {
@@ -831,19 +836,6 @@ func TestMLXSlotsMatchGroups(t *testing.T) {
 		assert.Zero(t, gotStats[s].KVBytes%per, "step %d: whole slots", s)
 		assert.GreaterOrEqual(t, gotStats[s].KVBytes, wantStats[s].KVBytes, "step %d: capacity holds the tokens", s)
 	}
-}
-
-// TestMLXSlotsMemoryBackToBaseline: the slot cache goes with its last row.
-func TestMLXSlotsMemoryBackToBaseline(t *testing.T) {
-	c, w := tinyModel(t, 5)
-	e := newMLXForChecks(t, c, w).(*MLX)
-	e.batching = batchSlots
-	base, err := mlxc.Memory()
-	require.NoError(t, err)
-	runCycles(t, e, rand.New(rand.NewPCG(3, 3)), c.VocabSize)
-	after, err := mlxc.Memory()
-	require.NoError(t, err)
-	assert.Equal(t, base.Active, after.Active)
 }
 
 // TestMLXSlotsWriteInPlace: a decode step writes its new columns into the
