@@ -68,7 +68,7 @@ Examples:
   replay --model small --policy fixed:window=2ms --max-requests 200 --out r.parquet
   replay calibrate --engine cpu --model small --out small.json --grid small
   replay --model small --profile small.json --policy fastpath:window=2ms --predict --plot cmp.png
-  replay --model tiny --calibrate --predict --max-requests 100 --json
+  replay --model tiny --calibrate --predict --max-requests 100 --truncate --json
 
 Flags:
 `
