@@ -2,12 +2,14 @@ package replay
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/batchkit/batchkit/realengine"
 	"github.com/batchkit/batchkit/sim"
+	"github.com/batchkit/batchkit/trace"
 )
 
 // ProfileOptions are the parts of a profile a calibration cannot measure:
@@ -92,6 +94,8 @@ func ParseGrid(s string, base realengine.CalibrationGrid) (realengine.Calibratio
 		return realengine.DefaultGrid(), nil
 	case "small":
 		return SmallGrid(), nil
+	case "trace":
+		return g, fmt.Errorf(`grid "trace" is drawn from the requests replayed: use it with replay --calibrate --predict`)
 	}
 	for _, part := range strings.Split(s, ";") {
 		part = strings.TrimSpace(part)
@@ -149,4 +153,43 @@ func ParseGrid(s string, base realengine.CalibrationGrid) (realengine.Calibratio
 		}
 	}
 	return g, nil
+}
+
+// TraceGrid measures where reqs will run the engine, because the fit is
+// one line through the grid and a line through shapes the trace never
+// brings misplaces the ones it does: prefills at the 25th, 50th and 90th
+// percentiles of the prompt lengths, decode batches 1, 2, 4, ... up to
+// maxBatch (at most 32), at contexts of the 25th and 75th percentiles of
+// prompt + output/2 (a sequence's mean context while decoding). On the cpu
+// engine (small, 2 cores), for a continuous replay of poisson-moderate at
+// 3x with fixed 2 ms, latency came out 11 % under-predicted with this grid
+// (TTFT 4 %), 31-35 % with the default grid.
+func TraceGrid(reqs []trace.Request, maxBatch int) realengine.CalibrationGrid {
+	g := realengine.CalibrationGrid{Warmup: 2, Repeats: 5, Seed: 1}
+	in := make([]int, len(reqs))
+	ctx := make([]int, len(reqs))
+	for i, r := range reqs {
+		in[i] = int(r.InputTokens)
+		ctx[i] = int(r.InputTokens) + int(r.OutputTokens)/2
+	}
+	slices.Sort(in)
+	slices.Sort(ctx)
+	q := func(v []int, p float64) int {
+		if len(v) == 0 {
+			return 1
+		}
+		return max(1, v[int(p*float64(len(v)-1))])
+	}
+	g.PrefillTokens = uniqueInts(0, q(in, 0.25), q(in, 0.5), q(in, 0.9))
+	g.Context = uniqueInts(q(ctx, 0.25), q(ctx, 0.75))
+	g.DecodeBatch = []int{0}
+	for d := 1; d <= min(max(maxBatch, 1), 32); d *= 2 {
+		g.DecodeBatch = append(g.DecodeBatch, d)
+	}
+	return g
+}
+
+func uniqueInts(v ...int) []int {
+	slices.Sort(v)
+	return slices.Compact(v)
 }

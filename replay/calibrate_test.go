@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/batchkit/batchkit/realengine"
+	"github.com/batchkit/batchkit/trace"
 )
 
 func TestParseGrid(t *testing.T) {
@@ -31,6 +32,7 @@ func TestParseGrid(t *testing.T) {
 		{spec: "prefill=0,-1", err: `grid key prefill: "-1" is not a non-negative integer`},
 		{spec: "warmup=two", err: `grid key warmup: "two" is not a non-negative integer`},
 		{spec: "prefill", err: `grid "prefill": "prefill" is not key=value`},
+		{spec: "trace", err: `grid "trace" is drawn from the requests replayed`},
 		{spec: "batch=4", err: `unknown key "batch" (want prefill, decode, context, warmup, repeats, seed, vary)`},
 	}
 	for _, tt := range tests {
@@ -51,4 +53,25 @@ func TestParseGrid(t *testing.T) {
 	}
 	assert.NotContains(t, FormatGrid(base), "vary", "grids without vary keep their old provenance")
 	assert.Contains(t, FormatGrid(withVary), ";vary=true")
+}
+
+func TestTraceGrid(t *testing.T) {
+	var reqs []trace.Request
+	for i := 100; i >= 1; i-- { // order does not matter
+		reqs = append(reqs, trace.Request{InputTokens: int32(i), OutputTokens: 10})
+	}
+	g := TraceGrid(reqs, 8)
+	assert.Equal(t, []int{0, 25, 50, 90}, g.PrefillTokens)
+	assert.Equal(t, []int{30, 80}, g.Context, "prompt + output/2 at the 25th and 75th percentiles")
+	assert.Equal(t, []int{0, 1, 2, 4, 8}, g.DecodeBatch)
+	assert.Equal(t, []int{0, 1, 2, 4, 8, 16, 32}, TraceGrid(reqs, 64).DecodeBatch, "at most 32")
+	assert.Equal(t, []int{0, 1}, TraceGrid(reqs, 1).DecodeBatch)
+	// One request: every percentile is that request.
+	one := TraceGrid([]trace.Request{{InputTokens: 7, OutputTokens: 4}}, 4)
+	assert.Equal(t, []int{0, 7}, one.PrefillTokens)
+	assert.Equal(t, []int{9}, one.Context)
+	// The grid is a valid calibration grid that reads back from its string.
+	back, err := ParseGrid(FormatGrid(g), realengine.CalibrationGrid{})
+	require.NoError(t, err)
+	assert.Equal(t, g, back)
 }

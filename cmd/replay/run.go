@@ -63,7 +63,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&o.steps, "steps", "", "write measured engine steps (Parquet; default OUT.steps.parquet with --out)")
 	fs.BoolVar(&o.predict, "predict", false, "also simulate the same requests with --profile (or --calibrate) and print the errors")
 	fs.BoolVar(&o.calibrate, "calibrate", false, "calibrate a profile on the spot (with --grid) for --predict")
-	fs.StringVar(&o.grid, "grid", "small", "calibration grid for --calibrate (see replay calibrate --help)")
+	fs.StringVar(&o.grid, "grid", "small", "calibration grid for --calibrate: trace (drawn from the requests replayed), or as replay calibrate --help says")
 	fs.StringVar(&o.predictOut, "predict-out", "", "write the predicted results (default OUT.predicted.parquet with --out)")
 	fs.StringVar(&o.plot, "plot", "", "draw the predicted-vs-measured panel (png, svg or pdf); needs --predict")
 	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON")
@@ -127,7 +127,7 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	var grid realengine.CalibrationGrid
-	if o.calibrate {
+	if o.calibrate && o.grid != "trace" { // a trace grid comes from the requests, below
 		if grid, err = replay.ParseGrid(o.grid, realengine.DefaultGrid()); err != nil {
 			return usageError{err}
 		}
@@ -205,6 +205,9 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	if len(reqs) == 0 {
 		return usageError{fmt.Errorf("%s: no request to send (check --max-requests and --duration)", tracePath)}
+	}
+	if o.calibrate && o.grid == "trace" {
+		grid = replay.TraceGrid(reqs, prof.MaxBatch)
 	}
 
 	var pr *printer
