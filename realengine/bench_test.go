@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // BenchmarkCPUDecode measures decode throughput: batch sequences of a 64-token
@@ -22,23 +23,9 @@ func BenchmarkCPUDecode(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				ctx := context.Background()
 				d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, hint: 128, prime: 1, promptLen: func(int) int { return 64 }}
-				refill := d.refill
-				refill()
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if i > 0 && i%128 == 0 {
-						b.StopTimer()
-						refill()
-						b.StartTimer()
-					}
-					if _, err := e.Step(ctx); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "tokens/s")
+				d.refill()
+				d.run(128, nil)
 			})
 		}
 	}
@@ -87,6 +74,33 @@ type decodeBatch struct {
 	promptLen          func(i int) int
 	r                  *rand.Rand
 	next               SeqID
+}
+
+// run times b.N decode steps, replacing the sequences (untimed) every
+// `every` steps with refill (d.refill when nil), reports tokens/s and
+// returns the timed steps' summed Wall.
+func (d *decodeBatch) run(every int, refill func()) time.Duration {
+	if refill == nil {
+		refill = d.refill
+	}
+	ctx := context.Background()
+	var wall time.Duration
+	d.b.ReportAllocs()
+	d.b.ResetTimer()
+	for i := 0; i < d.b.N; i++ {
+		if i > 0 && i%every == 0 {
+			d.b.StopTimer()
+			refill()
+			d.b.StartTimer()
+		}
+		res, err := d.e.Step(ctx)
+		if err != nil {
+			d.b.Fatal(err)
+		}
+		wall += res.Wall
+	}
+	d.b.ReportMetric(float64(d.batch*d.b.N)/d.b.Elapsed().Seconds(), "tokens/s")
+	return wall
 }
 
 func (d *decodeBatch) refill() {

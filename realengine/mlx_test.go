@@ -166,29 +166,14 @@ func benchMLXDecode(b *testing.B, preset, dtype string, batch int) {
 			b.Fatal(err)
 		}
 		defer e.Close()
-		ctx := context.Background()
 		d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, hint: 128, prime: 1, promptLen: func(int) int { return 64 }}
-		refill := d.refill
-		refill()
+		d.refill()
 		e.evalTime = 0
-		var wall time.Duration
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if i > 0 && i%128 == 0 {
-				b.StopTimer()
-				ev := e.evalTime
-				refill()
-				e.evalTime = ev
-				b.StartTimer()
-			}
-			res, err := e.Step(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			wall += res.Wall
-		}
-		b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		wall := d.run(128, func() { // the refill's steps are not timed
+			ev := e.evalTime
+			d.refill()
+			e.evalTime = ev
+		})
 		b.ReportMetric(100*float64(wall-e.evalTime)/float64(wall), "go-overhead-%")
 	})
 }
@@ -561,25 +546,11 @@ func BenchmarkMLXMixedDecode(b *testing.B) {
 				}
 				defer e.Close()
 				e.batching = m.mode
-				ctx := context.Background()
 				r := rand.New(rand.NewPCG(1, 1))
 				d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, prime: 1, r: r,
 					promptLen: func(i int) int { return 16 + i*256/batch + r.IntN(256/batch) }}
-				refill := d.refill
-				refill()
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if i > 0 && i%64 == 0 {
-						b.StopTimer()
-						refill()
-						b.StartTimer()
-					}
-					if _, err := e.Step(ctx); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "tokens/s")
+				d.refill()
+				d.run(64, nil)
 			})
 		}
 	}
