@@ -155,17 +155,23 @@ func BenchmarkMLXDecode(b *testing.B) {
 	}
 }
 
+// newBenchMLX is an MLX engine on preset's weights, closed with b.
+func newBenchMLX(b *testing.B, preset string, opt Options) (*MLX, Config) {
+	c, w, err := LoadWeights(preset, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewMLX(c, w, opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	return e, c
+}
+
 func benchMLXDecode(b *testing.B, preset, dtype string, batch int) {
 	b.Run(fmt.Sprintf("%s/%s/batch=%d", preset, dtype, batch), func(b *testing.B) {
-		c, w, err := LoadWeights(preset, 1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		e, err := NewMLX(c, w, Options{DType: dtype})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer e.Close()
+		e, c := newBenchMLX(b, preset, Options{DType: dtype})
 		d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, hint: 128, prime: 1, promptLen: func(int) int { return 64 }}
 		d.refill()
 		e.evalTime = 0
@@ -536,15 +542,7 @@ func BenchmarkMLXMixedDecode(b *testing.B) {
 			mode batching
 		}{{"groups", batchGroups}, {"padded", batchPadded}, {"slots", batchSlots}} {
 			b.Run(fmt.Sprintf("small/batch=%d/%s", batch, m.name), func(b *testing.B) {
-				c, w, err := LoadWeights("small", 1)
-				if err != nil {
-					b.Fatal(err)
-				}
-				e, err := NewMLX(c, w, Options{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer e.Close()
+				e, c := newBenchMLX(b, "small", Options{})
 				e.batching = m.mode
 				r := rand.New(rand.NewPCG(1, 1))
 				d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, prime: 1, r: r,
@@ -632,28 +630,19 @@ func BenchmarkMLXStepOverhead(b *testing.B) {
 		for _, batch := range []int{1, 8} {
 			for _, mode := range []string{"pipelined", "serial"} {
 				b.Run(fmt.Sprintf("%s/batch=%d/%s", preset, batch, mode), func(b *testing.B) {
-					c, w, err := LoadWeights(preset, 1)
-					if err != nil {
-						b.Fatal(err)
-					}
-					e, err := NewMLX(c, w, Options{})
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer e.Close()
+					e, c := newBenchMLX(b, preset, Options{})
 					e.pipeline = mode == "pipelined"
 					ctx := context.Background()
 					// Prefill, then a first decode so the pipeline is primed.
 					d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, prime: 2, promptLen: func(int) int { return 64 }}
-					refill := d.refill
-					refill()
+					d.refill()
 					var steps, evals, builds []float64
 					b.ReportAllocs()
 					b.ResetTimer()
 					for i := 0; i < b.N; i++ {
 						if i > 0 && i%128 == 0 {
 							b.StopTimer()
-							refill()
+							d.refill()
 							b.StartTimer()
 						}
 						t0 := time.Now()
