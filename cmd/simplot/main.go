@@ -156,27 +156,17 @@ func resultsFigure(kind string, o options, files []string) (plots.Figure, error)
 	}
 	switch kind {
 	case "cdf":
-		fig := plots.CDFPlot{Title: o.title, Metric: strings.ReplaceAll(o.metric, "_", " "), Unit: "ms", LogX: o.logX}
-		for _, r := range runs {
-			if len(r.Data.Values) > 0 {
-				fig.Series = append(fig.Series, plots.Sample{Group: r.Group, Source: r.Source, Values: r.Data.Values})
-			}
+		ss, err := samples(runs, func(d *series.Data) []float64 { return d.Values }, "no completed requests to plot")
+		if err != nil {
+			return nil, err
 		}
-		if len(fig.Series) == 0 {
-			return nil, usageError{errors.New("no completed requests to plot")}
-		}
-		return fig, nil
+		return plots.CDFPlot{Title: o.title, Metric: strings.ReplaceAll(o.metric, "_", " "), Unit: "ms", LogX: o.logX, Series: ss}, nil
 	case "hist":
-		fig := plots.HistogramPlot{Title: o.title}
-		for _, r := range runs {
-			if len(r.Data.Batches) > 0 {
-				fig.Series = append(fig.Series, plots.Sample{Group: r.Group, Source: r.Source, Values: r.Data.Batches})
-			}
+		ss, err := samples(runs, func(d *series.Data) []float64 { return d.Batches }, "no dispatched batches to plot")
+		if err != nil {
+			return nil, err
 		}
-		if len(fig.Series) == 0 {
-			return nil, usageError{errors.New("no dispatched batches to plot")}
-		}
-		return fig, nil
+		return plots.HistogramPlot{Title: o.title, Series: ss}, nil
 	case "timeline":
 		fig := plots.TimelinePlot{Title: o.title}
 		for _, r := range runs {
@@ -267,6 +257,20 @@ func xLabel(param string) string {
 // readRuns reads what need asks of every results file, column by column:
 // named ones from --predicted and --measured, plain ones with source and
 // name from their metadata.
+// samples are the runs' non-empty values, or a usage error saying none is.
+func samples(runs []series.Run, values func(*series.Data) []float64, none string) ([]plots.Sample, error) {
+	var ss []plots.Sample
+	for _, r := range runs {
+		if v := values(r.Data); len(v) > 0 {
+			ss = append(ss, plots.Sample{Group: r.Group, Source: r.Source, Values: v})
+		}
+	}
+	if len(ss) == 0 {
+		return nil, usageError{errors.New(none)}
+	}
+	return ss, nil
+}
+
 func readRuns(o options, files []string, need series.Need) ([]series.Run, error) {
 	var runs []series.Run
 	read := func(group, path string, src plots.Source, fromMeta bool) error {
