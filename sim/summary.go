@@ -44,6 +44,20 @@ type DistCI struct {
 // CILevel is the confidence level of the intervals in a Summary.
 const CILevel = 0.95
 
+// NamedDist is one of a Summary's distributions under its JSON key.
+type NamedDist struct {
+	Name string
+	Dist Dist
+}
+
+// Dists lists the summary's per-request distributions in table order.
+func (s *Summary) Dists() []NamedDist {
+	return []NamedDist{
+		{"window_wait_ms", s.WindowWaitMS}, {"engine_queue_ms", s.EngineQueueMS},
+		{"ttft_ms", s.TTFTMS}, {"latency_ms", s.LatencyMS}, {"tpot_ms", s.TPOTMS}, {"batch_size", s.BatchSize},
+	}
+}
+
 // CIMethod names how a Summary's intervals are made.
 const CIMethod = "95 % CIs: mean by Student t, p50/p95/p99 by exact order statistics (binomial, coverage ≥ 95 %); " +
 	"both treat requests as independent, which queueing is not, so read them as a lower bound on the uncertainty " +

@@ -370,15 +370,9 @@ func printReport(w io.Writer, r *report) error {
 		r.Steps, r.StepWallMS, r.Dispatch.P50US, r.Dispatch.P99US, r.Dispatch.MaxUS, r.Dispatch.Count, r.Send.P50US, r.Send.P99US, r.Send.MaxUS, r.Send.Count)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tmean\tp50\tp90\tp95\tp99\tmax\t")
-	for _, m := range []struct {
-		name string
-		d    sim.Dist
-	}{
-		{"window_wait_ms", s.WindowWaitMS}, {"engine_queue_ms", s.EngineQueueMS},
-		{"ttft_ms", s.TTFTMS}, {"latency_ms", s.LatencyMS}, {"tpot_ms", s.TPOTMS}, {"batch_size", s.BatchSize},
-	} {
-		d := m.d
-		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", m.name, d.Mean, d.P50, d.P90, d.P95, d.P99, d.Max)
+	for _, m := range s.Dists() {
+		d := m.Dist
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", m.Name, d.Mean, d.P50, d.P90, d.P95, d.P99, d.Max)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -460,15 +460,9 @@ func printTable(w io.Writer, sums []sim.Summary) error {
 			s.Requests, s.Rejected, s.Dropped, s.Trimmed, s.ThroughputTokS, s.ThroughputReqS, s.MakespanS, ov)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "\tmean\tp50\tp90\tp95\tp99\tmax\t")
-		for _, m := range []struct {
-			name string
-			d    sim.Dist
-		}{
-			{"window_wait_ms", s.WindowWaitMS}, {"engine_queue_ms", s.EngineQueueMS},
-			{"ttft_ms", s.TTFTMS}, {"latency_ms", s.LatencyMS}, {"tpot_ms", s.TPOTMS}, {"batch_size", s.BatchSize},
-		} {
-			d := m.d
-			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", m.name, d.Mean, d.P50, d.P90, d.P95, d.P99, d.Max)
+		for _, m := range s.Dists() {
+			d := m.Dist
+			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", m.Name, d.Mean, d.P50, d.P90, d.P95, d.P99, d.Max)
 			if ci := d.CI95; ci != nil {
 				fmt.Fprintf(tw, "  95%% CI\t%s\t%s\t\t%s\t%s\t\t\n", halfWidth(d.Mean, ci.Mean), bounds(ci.P50), bounds(ci.P95), bounds(ci.P99))
 			}
