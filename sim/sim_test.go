@@ -267,3 +267,6 @@ func TestSummaryQuantilesExact(t *testing.T) {
 		}
 	}
 }
+
+// add adds one value, for tests that feed samples directly.
+func (m *samples) add(ns int64) { m.addAll([]int64{ns}) }

@@ -356,8 +356,6 @@ const (
 	directChunks = 1
 )
 
-func (m *samples) add(ns int64) { m.addAll([]int64{ns}) }
-
 // addAll adds values in ns: first the exact moments over all of them,
 // then their µs values to the quantile store.
 func (m *samples) addAll(vs []int64) {
