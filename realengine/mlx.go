@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"os"
 	"runtime"
 	"slices"
@@ -68,6 +69,10 @@ type MLX struct {
 	// split costs ~90 µs more than one Eval (measured, small, batch 1).
 	pipeline bool
 	specHits int // steps that ran a graph built during the previous one
+	// padPrefill builds prefill graphs at a few lengths only
+	// (prefillWidth), on a GPU, where every new shape costs kernel and
+	// plan building.
+	padPrefill bool
 	// evalTime sums the time spent inside mlxc.Eval, so benchmarks can
 	// tell Go-side overhead from MLX compute.
 	evalTime time.Duration
@@ -394,7 +399,41 @@ func buildMLX(c Config, src tensorSource, quantizeDense bool, opt Options, t *ml
 		e.close()
 		return nil, err
 	}
+	if e.padPrefill = s.GPU(); e.padPrefill {
+		if err := e.warmPrefill(warmPrefillMax); err != nil {
+			e.close()
+			return nil, fmt.Errorf("engine mlx: warming up: %w", err)
+		}
+	}
 	return e, nil
+}
+
+// warmPrefillMax is the longest prefill length warmPrefill builds: 29
+// lengths, about 1.5 s on an H200 (1b shape); longer prompts pay for their
+// length's first use.
+const warmPrefillMax = 2048
+
+// warmPrefill prefills one sequence of each prefill length up to most
+// tokens (see prefillWidth) and retires it, so that a run's first prompt of
+// each length costs what later ones do, as serving stacks warm up before
+// taking traffic.
+func (e *MLX) warmPrefill(most int) error {
+	const id = SeqID(math.MinInt64)
+	most = min(most, e.maxCtx-1)
+	for w := 16; w <= most; w = prefillWidth(w+1, e.maxCtx) {
+		if err := e.admit(Sequence{ID: id, Prompt: make([]int32, w)}); err != nil {
+			return err
+		}
+		_, err := e.step(context.Background())
+		if rerr := e.retire(id); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	e.evalTime, e.specHits = 0, 0
+	return nil
 }
 
 // cudaGraphsOff turns MLX's CUDA graphs off unless the user has chosen
@@ -1093,9 +1132,10 @@ func (e *MLX) build(ctx context.Context, rows []*mlxRow, lazy bool) (*mlxGraph, 
 }
 
 // inputs returns the token ids of g as an index array: prompt tokens for
-// prefill rows, the last token for decoding rows (with lazy, the previous
-// step's unevaluated argmax). The caller closes it.
-func (e *MLX) inputs(g []*mlxRow, n, count int, lazy bool) (*mlxc.Array, error) {
+// prefill rows, each followed by width-count pad tokens (0), the last token
+// for decoding rows (with lazy, the previous step's unevaluated argmax).
+// The caller closes it.
+func (e *MLX) inputs(g []*mlxRow, n, count, width int, lazy bool) (*mlxc.Array, error) {
 	if lazy {
 		toks := make([]*mlxc.Array, len(g))
 		for i, r := range g {
@@ -1103,10 +1143,11 @@ func (e *MLX) inputs(g []*mlxRow, n, count int, lazy bool) (*mlxc.Array, error) 
 		}
 		return e.s.Concatenate(0, toks...)
 	}
-	ids := make([]int32, 0, len(g)*count)
+	ids := make([]int32, 0, len(g)*width)
 	for _, r := range g {
 		if r.sq.pending {
 			ids = append(ids, r.sq.prompt[n:n+count]...)
+			ids = append(ids, make([]int32, width-count)...)
 		} else {
 			ids = append(ids, r.sq.lastTok)
 		}
@@ -1147,7 +1188,11 @@ func (e *MLX) padDecode(decode []*mlxRow) bool {
 // count new ones.
 func (e *MLX) group(g []*mlxRow, n, count int, lazy bool) error {
 	h, G := e.cfg.HiddenSize, len(g)
-	idx, err := e.inputs(g, n, count, lazy)
+	width := count
+	if e.padPrefill && count > 1 {
+		width = prefillWidth(count, e.maxCtx-n)
+	}
+	idx, err := e.inputs(g, n, count, width, lazy)
 	if err != nil {
 		return err
 	}
@@ -1156,7 +1201,7 @@ func (e *MLX) group(g []*mlxRow, n, count int, lazy bool) error {
 	if err != nil {
 		return err
 	}
-	x, err := e.s.Reshape(x0, G, count, h)
+	x, err := e.s.Reshape(x0, G, width, h)
 	x0.Close()
 	if err != nil {
 		return err
@@ -1209,6 +1254,13 @@ func (e *MLX) group(g []*mlxRow, n, count int, lazy bool) error {
 			return err
 		}
 		x = o.Out
+		if width > count {
+			// The pads' keys and values never reach a cache.
+			if err := e.unpad(&o, n+count); err != nil {
+				o.Close()
+				return err
+			}
+		}
 		if G == 1 {
 			g[0].k[l], g[0].v[l] = o.K, o.V
 			continue
@@ -1228,8 +1280,9 @@ func (e *MLX) group(g []*mlxRow, n, count int, lazy bool) error {
 	return e.finish(g, x, count)
 }
 
-// finish turns the last layer's output x [G, count, hidden] into each
-// row's logits and greedy token; it consumes x.
+// finish turns the last layer's output x [G, count or more, hidden] into
+// each row's logits and greedy token, read at position count-1 (pads come
+// after it); it consumes x.
 func (e *MLX) finish(g []*mlxRow, x *mlxc.Array, count int) error {
 	h, G := e.cfg.HiddenSize, len(g)
 	split := func(a *mlxc.Array, i int) (*mlxc.Array, error) {
@@ -1276,6 +1329,43 @@ func (e *MLX) finish(g []*mlxRow, x *mlxc.Array, count int) error {
 	return nil
 }
 
+// prefillWidth is the length a prompt chunk of count tokens is prefilled
+// at: count rounded up to one of four lengths per doubling (16, 20, 24, 28,
+// 32, 40, ..., 96, 112, 128, 160, ...), so that pads are at most a quarter
+// of it, capped at limit. Pads go after the prompt, where the causal mask
+// hides them from every prompt token, and their keys and values are cut
+// off (unpad), so the tokens and caches are those of an unpadded prefill.
+// On a GPU each new prefill length costs MLX kernel and plan building for
+// every shape of the layer: on an H200 (1b shape, bfloat16, traces/
+// default.parquet at 4x, 80 requests, 76 distinct prompt lengths) prefill
+// steps took 70-230 ms against ~5-10 ms for lengths seen before, two thirds
+// of the engine's time. Padded, the same trace has 22 lengths, and warm
+// (warmPrefill) builds them all before the first request.
+func prefillWidth(count, limit int) int {
+	w := 16
+	if count > 16 {
+		step := 1 << (bits.Len(uint(count-1)) - 3) // a quarter of the power of two below count
+		w = (count + step - 1) / step * step
+	}
+	return max(count, min(w, limit))
+}
+
+// unpad cuts a block's caches to their first n tokens (views, no copy).
+func (e *MLX) unpad(o *mlxc.BlockOutput, n int) error {
+	for _, a := range []**mlxc.Array{&o.K, &o.V} {
+		sh := (*a).Shape()
+		stop := slices.Clone(sh)
+		stop[2] = n
+		cut, err := e.s.Slice(*a, make([]int, len(sh)), stop)
+		if err != nil {
+			return err
+		}
+		(*a).Close()
+		*a = cut
+	}
+	return nil
+}
+
 // lookup gathers embedding rows; a quantised table is gathered packed and
 // only those rows are dequantised, as mlx-lm's QuantizedEmbedding does.
 func (e *MLX) lookup(idx *mlxc.Array) (*mlxc.Array, error) {
@@ -1318,7 +1408,7 @@ func (e *MLX) padGroup(g []*mlxRow, lazy bool) error {
 		r.k = make([]*mlxc.Array, len(e.layers))
 		r.v = make([]*mlxc.Array, len(e.layers))
 	}
-	idx, err := e.inputs(g, 0, 1, lazy)
+	idx, err := e.inputs(g, 0, 1, 1, lazy)
 	if err != nil {
 		return err
 	}
@@ -1569,7 +1659,7 @@ func (e *MLX) slotGroup(gr *mlxGraph, g []*mlxRow, lazy bool) error {
 	if lazy {
 		idx, err = e.slotInputs(ordered)
 	} else {
-		idx, err = e.inputs(ordered, 0, 1, false)
+		idx, err = e.inputs(ordered, 0, 1, 1, false)
 	}
 	if err != nil {
 		return err

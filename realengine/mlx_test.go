@@ -41,6 +41,39 @@ func TestMLXBatchedEqualsAlone(t *testing.T) {
 	}
 }
 func TestMLXChunkedPrefill(t *testing.T) { checkChunkedPrefill(t, newMLXForChecks, 1e-3) }
+
+// Padded prefill (the GPU default, see prefillWidth) gives the tokens and
+// logits of an unpadded one: against the reference, in batches and in
+// chunks; the warm-up leaves nothing behind.
+func TestMLXPaddedPrefill(t *testing.T) {
+	padded := func(t testing.TB, c Config, w *Weights) Engine {
+		e := newMLXForChecks(t, c, w).(*MLX)
+		e.padPrefill = true
+		require.NoError(t, e.warmPrefill(40))
+		require.Zero(t, e.Stats().Sequences)
+		return e
+	}
+	t.Run("reference", func(t *testing.T) { checkMatchesReference(t, padded, 1e-3) })
+	t.Run("batched", func(t *testing.T) { checkBatchedEqualsAlone(t, padded, 1e-4) })
+	t.Run("chunked", func(t *testing.T) { checkChunkedPrefill(t, padded, 1e-3) })
+}
+
+func TestPrefillWidth(t *testing.T) {
+	for _, tt := range []struct{ count, limit, want int }{
+		{2, 100, 16}, {16, 100, 16}, {17, 100, 20}, {20, 100, 20}, {33, 100, 40},
+		{100, 1000, 112}, {129, 1000, 160}, {469, 1000, 512}, {2033, 4096, 2048},
+		{17, 18, 18}, {30, 10, 30},
+	} {
+		assert.Equal(t, tt.want, prefillWidth(tt.count, tt.limit), "count %d limit %d", tt.count, tt.limit)
+	}
+	// Four lengths per doubling up to 2048.
+	n := 0
+	for w := 16; w <= 2048; w = prefillWidth(w+1, 1<<20) {
+		n++
+	}
+	assert.Equal(t, 29, n)
+}
+
 func TestMLXOpenGPUOnCPUBuild(t *testing.T) {
 	gpu, err := mlxc.GPUAvailable()
 	require.NoError(t, err)
