@@ -53,6 +53,7 @@ Usage:
          [--speedup X] [--max-requests N] [--duration D] [--timeout D]
          [--out results.parquet] [--steps steps.parquet] [--json] [--force]
          [--predict [--calibrate] [--predict-out F] [--plot out.png]]
+  replay --sweep 'fixed:window=1ms..8ms/1ms' [--sweep ...] [--table sweep.parquet] [flags above]
   replay calibrate --engine cpu --model small --out profile.json [--grid SPEC]
 
 The serving model (mode, max_batch, token budget, per-request overhead)
@@ -63,12 +64,22 @@ process: overhead_pct (skip with --no-bare). Ctrl-C or SIGTERM stops sending,
 finishes the step in flight (or drains for --drain) and still writes every
 finished request and the summary.
 
+--sweep runs each value of a range in turn on the same engine (loaded and
+warmed once; one bare run serves all), prints one line per run with the
+prediction errors, writes each run's files as OUT_POLICY.parquet and, with
+--table, the measured sweep table (and TABLE.predicted.parquet with --predict)
+in simrun's format, so that simplot sweep and simplot panel --sweep-measured
+draw them.
+
 Examples:
   replay --model tiny --trace traces/seed-50q.parquet --clients 1 --policy none
   replay --model small --policy fixed:window=2ms --max-requests 200 --out r.parquet
   replay calibrate --engine cpu --model small --out small.json --grid small
   replay --model small --profile small.json --policy fastpath:window=2ms --predict --plot cmp.png
   replay --model tiny --calibrate --predict --max-requests 100 --truncate --json
+  replay --model tiny --trace traces/poisson-moderate.parquet --speedup 20 --max-requests 100 --truncate \
+      --sweep 'fixed:window=1ms..4ms/1ms' --sweep 'fastpath:window=1ms..4ms/1ms' \
+      --calibrate --grid trace --predict --out sw.parquet --table sw-table.parquet
 
 Flags:
 `
@@ -90,8 +101,8 @@ the grid: give decode sizes around the batch sizes your load runs at (on the
 cpu engine, 'prefill=0,64,256,512;decode=0,1,2,4,8,16;context=128,512' instead
 of the default took a continuous-batching replay's latency error from about
 -35 % to -3..-6 %), or let replay --calibrate --grid trace draw the grid from
-the requests it replays. It
-prints R², the median and the maximum relative error of the fit.
+the requests it replays. It prints R², the median and the maximum relative
+error of the fit.
 
 Examples:
   replay calibrate --engine cpu --model small --out small.json

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,6 +49,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"calibrate", "--model", "tiny", "--quantize", "4", "--out", filepath.Join(dir, "p.json")}, "engine cpu: quantize 4 not supported"},
 		{[]string{"--trace", filepath.Join(dir, "none.parquet"), "--model", "tiny"}, "none.parquet"},
 		{[]string{"--trace", seedTrace, "--model", "tiny", "--clients", "1", "--max-requests", "3", "--out", exists, "--quiet"}, "already exists"},
+		{[]string{"--model", "tiny", "--table", filepath.Join(dir, "t.parquet")}, "--table writes a sweep table: add --sweep"},
+		{[]string{"--model", "tiny", "--sweep", "fixed:window=1ms..2ms/1ms", "--profile", "seed-llama3.2-3b", "--predict", "--plot", filepath.Join(dir, "p.png")}, "draw with simplot panel"},
+		{[]string{"--model", "tiny", "--sweep", "fixed:window=1ms"}, "no range"},
+		{[]string{"--model", "tiny", "--sweep", "fixed:window=1ms..2ms/1ms", "--sweep", "fixed:bogus=1..2/1"}, "sweep fixed:bogus=1..2/1: fixed:bogus=1:"},
+		{[]string{"--trace", seedTrace, "--model", "tiny", "--clients", "1", "--sweep", "fixed:window=1ms..2ms/1ms", "--table", exists, "--quiet"}, "already exists"},
 	} {
 		code, _, errs := runCmd(t, tc.args...)
 		assert.Equal(t, 2, code, tc.args)
@@ -129,6 +135,41 @@ func TestPredictedMatchesMeasured(t *testing.T) {
 			assert.InDelta(t, 0, e.AbsErr, 0.5, "window wait is off by %.3f ms", e.AbsErr)
 		case "latency_ms.mean", "ttft_ms.mean":
 			assert.InDelta(t, 0, e.RelErr, 0.6, "%s off by %.0f %%", e.Metric, 100*e.RelErr)
+		}
+	}
+}
+
+// TestReplaySweep runs a two-point window sweep on the tiny cpu engine:
+// one results file per point, a measured and a predicted sweep table in
+// simrun's format with the swept values, and one line per point.
+func TestReplaySweep(t *testing.T) {
+	dir := t.TempDir()
+	out, table := filepath.Join(dir, "r.parquet"), filepath.Join(dir, "t.parquet")
+	code, stdout, errs := runCmd(t, "--trace", seedTrace, "--model", "tiny", "--clients", "1", "--mode", "sequential",
+		"--max-batch", "4", "--max-requests", "6", "--sweep", "fixed:window=1ms..2ms/1ms,anchor=collector",
+		"--profile", "seed-llama3.2-3b", "--predict", "--out", out, "--table", table, "--quiet")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, stdout, "fixed:window=1ms")
+	assert.Contains(t, stdout, "fixed:window=2ms")
+	for _, w := range []string{"1ms", "2ms"} {
+		res, meta, err := sim.ReadResults(filepath.Join(dir, "r_fixed_window_"+w+"_anchor_collector.parquet"))
+		require.NoError(t, err)
+		assert.Len(t, res, 6)
+		assert.Contains(t, meta[sim.MetaPolicy], "window="+w)
+		assert.FileExists(t, filepath.Join(dir, "r_fixed_window_"+w+"_anchor_collector.predicted.parquet"))
+	}
+	for _, p := range []string{table, filepath.Join(dir, "t.predicted.parquet")} {
+		rows, err := sim.ReadTable(p)
+		require.NoError(t, err, p)
+		require.Len(t, rows, 2, p)
+		for i, r := range rows {
+			assert.Equal(t, "window", r.Param)
+			assert.InDelta(t, float64(i+1), r.Value, 1e-9)
+			// One client waits the whole window: the row is the run's.
+			assert.GreaterOrEqual(t, r.WindowWaitMean, float64(i+1)*0.99, p)
+			if p == table {
+				assert.False(t, math.IsNaN(r.OverheadPct), "every point has its overhead")
+			}
 		}
 	}
 }

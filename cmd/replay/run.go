@@ -8,7 +8,9 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,7 +34,8 @@ type options struct {
 	truncate                       bool
 	warmup, cooldown               string
 	out, steps, predictOut, plot   string
-	grid                           string
+	grid, table                    string
+	sweeps                         []string
 	asJSON, force, noBare, quiet   bool
 	predict, calibrate             bool
 	changedMode, changedBatch      bool
@@ -47,6 +50,8 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	o.sf.add(fs)
 	fs.StringVar(&o.tracePath, "trace", "", "trace file (default "+defaultTrace+", found from the current directory up)")
 	fs.StringVar(&o.policy, "policy", defaultPolicy, "policy spec; 'list' lists them")
+	fs.StringArrayVar(&o.sweeps, "sweep", nil, "run a policy spec with one key=from..to/step range at each value, in order, on one engine (repeatable; replaces --policy)")
+	fs.StringVar(&o.table, "table", "", "with --sweep: write the measured sweep table (simrun's format; with --predict also TABLE.predicted.parquet)")
 	fs.StringVar(&o.profile, "profile", "", "simulator profile (built-in name or JSON file): serving model for the run, step costs for --predict")
 	fs.IntVar(&o.clients, "clients", 0, "closed loop with N clients (0: open loop at trace times)")
 	fs.DurationVar(&o.think, "think", 0, "closed loop: think time between a response and the client's next request")
@@ -94,15 +99,17 @@ type report struct {
 	Truncated  int                  `json:"truncated"`
 	Predicted  *sim.Summary         `json:"predicted,omitempty"`
 	Errors     []replay.MetricError `json:"prediction_errors,omitempty"`
+	// Interrupted: Ctrl-C or SIGTERM cut the run short.
+	Interrupted bool `json:"-"`
 }
 
 func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if o.policy == "list" {
 		return policies.List(stdout)
 	}
-	pol, err := policies.Parse(o.policy)
+	points, err := o.points()
 	if err != nil {
-		return usageError{fmt.Errorf("policy %s: %v", o.policy, err)}
+		return err
 	}
 	if o.clients < 0 || o.think < 0 || !(o.speedup > 0) || math.IsInf(o.speedup, 0) || o.maxRequests < 0 ||
 		o.duration < 0 || o.timeout < 0 || o.drain < 0 || o.spin < 0 {
@@ -122,6 +129,13 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	if o.calibrate && !o.predict {
 		return usageError{errors.New("--calibrate calibrates for --predict: add --predict")}
+	}
+	if len(o.sweeps) > 0 {
+		if o.steps != "" || o.predictOut != "" || o.plot != "" {
+			return usageError{errors.New("--steps, --predict-out and --plot name one run's files: with --sweep, --out names each run's (OUT_POLICY.parquet) and --table the sweep's; draw with simplot panel")}
+		}
+	} else if o.table != "" {
+		return usageError{errors.New("--table writes a sweep table: add --sweep")}
 	}
 	if err := checkServe(o.sf); err != nil {
 		return err
@@ -170,18 +184,21 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	if o.steps == "" && o.out != "" {
-		o.steps = stem(o.out) + ".steps.parquet"
-	}
-	if o.predictOut == "" && o.out != "" && o.predict {
-		o.predictOut = stem(o.out) + ".predicted.parquet"
-	}
-	for _, p := range []string{o.out, o.steps, o.predictOut, o.plot} {
-		if p == "" || o.force {
-			continue
+	var tables []string
+	if o.table != "" {
+		tables = append(tables, o.table)
+		if o.predict {
+			tables = append(tables, stem(o.table)+".predicted.parquet")
 		}
-		if _, err := os.Stat(p); err == nil {
-			return usageError{fmt.Errorf("%s: already exists (use --force to overwrite)", p)}
+	}
+	for _, pt := range points {
+		for _, p := range append(o.files(pt, len(o.sweeps) > 0), tables...) {
+			if p == "" || o.force {
+				continue
+			}
+			if _, err := os.Stat(p); err == nil {
+				return usageError{fmt.Errorf("%s: already exists (use --force to overwrite)", p)}
+			}
 		}
 	}
 	eng, err := o.ef.open()
@@ -210,65 +227,182 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		grid = replay.TraceGrid(reqs, prof.MaxBatch)
 	}
 
-	var pr *printer
+	r := &runner{o: o, eng: eng, info: info, prof: prof, predProf: prof, reqs: reqs, truncated: truncated, trim: trim, tracePath: tracePath}
 	if !o.quiet {
-		pr = newPrinter(stderr)
+		r.pr = newPrinter(stderr)
 	}
 	// Calibrate before the run so that the engine is measured idle.
-	predProf := prof
 	if o.calibrate {
 		cp, _, err := calibrateProfile(ctx, eng, grid, serveFlags{mode: string(prof.Mode), maxBatch: prof.MaxBatch, tokenBudget: prof.TokenBudget, overheadMS: prof.RequestOverheadMS}, "", o.quiet, stderr)
 		if err != nil {
 			return err
 		}
-		predProf = cp
+		r.predProf = cp
 	}
-	profJSON, _ := json.Marshal(prof)
+	if len(o.sweeps) == 0 {
+		out, err := r.run(ctx, points[0], o.files(points[0], false))
+		if err != nil {
+			return err
+		}
+		if o.asJSON {
+			return printJSON(stdout, out)
+		}
+		return printReport(stdout, out)
+	}
+	var outs []*report
+	var measured, predicted []sim.TableRow
+	for _, pt := range points {
+		out, err := r.run(ctx, pt, o.files(pt, true))
+		if err != nil {
+			return err
+		}
+		if out.Interrupted {
+			// A run cut short is kept in its results file, not in the
+			// sweep, whose points would no longer be comparable.
+			break
+		}
+		outs = append(outs, out)
+		measured = append(measured, out.Summary.Row(pt.Param, pt.Value))
+		if out.Predicted != nil {
+			predicted = append(predicted, out.Predicted.Row(pt.Param, pt.Value))
+		}
+	}
+	if o.table != "" && len(measured) > 0 {
+		if err := sim.WriteTable(tables[0], measured, o.force); err != nil {
+			return err
+		}
+		if len(predicted) > 0 {
+			if err := sim.WriteTable(tables[1], predicted, o.force); err != nil {
+				return err
+			}
+		}
+	}
+	if o.asJSON {
+		return printJSON(stdout, outs)
+	}
+	return printSweep(stdout, outs)
+}
+
+// points lists the runs: --policy's, or every point of the --sweep ranges.
+func (o options) points() ([]sim.SweepPoint, error) {
+	if len(o.sweeps) == 0 {
+		if _, err := policies.Parse(o.policy); err != nil {
+			return nil, usageError{fmt.Errorf("policy %s: %v", o.policy, err)}
+		}
+		return []sim.SweepPoint{{Spec: o.policy}}, nil
+	}
+	var points []sim.SweepPoint
+	for _, sw := range o.sweeps {
+		pts, err := sim.ExpandSweep(sw)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		for _, pt := range pts {
+			if _, err := policies.Parse(pt.Spec); err != nil {
+				return nil, usageError{fmt.Errorf("sweep %s: %s: %v", sw, pt.Spec, err)}
+			}
+		}
+		points = append(points, pts...)
+	}
+	return points, nil
+}
+
+// files are a run's output paths: results, steps, predicted results and
+// plot. In a sweep each run's come from --out with the policy in the name.
+func (o options) files(pt sim.SweepPoint, sweep bool) []string {
+	out, steps, predicted := o.out, o.steps, o.predictOut
+	if sweep && out != "" {
+		out = stem(out) + "_" + slug(pt.Spec) + filepath.Ext(out)
+	}
+	if steps == "" && out != "" {
+		steps = stem(out) + ".steps.parquet"
+	}
+	if predicted == "" && out != "" && o.predict {
+		predicted = stem(out) + ".predicted.parquet"
+	}
+	return []string{out, steps, predicted, o.plot}
+}
+
+// slug makes a policy spec usable in a file name.
+func slug(spec string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ':' || r == '=' || r == ',' || r == '/' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, spec)
+}
+
+// runner runs one policy after another on one engine and request list.
+type runner struct {
+	o              options
+	eng            realengine.Engine
+	info           realengine.Info
+	prof, predProf sim.Profile
+	reqs           []trace.Request
+	truncated      int
+	trim           sim.Trim
+	tracePath      string
+	pr             *printer
+	bare           *sim.Summary // the bare-engine run, once made
+	bareSent       int
+}
+
+// run replays the requests under one policy (files: results, steps,
+// predicted results, plot; "" writes none) and predicts it when asked.
+func (r *runner) run(ctx context.Context, pt sim.SweepPoint, files []string) (*report, error) {
+	o := r.o
+	outPath, stepsPath, predictPath, plotPath := files[0], files[1], files[2], files[3]
+	pol, err := policies.Parse(pt.Spec)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	profJSON, _ := json.Marshal(r.prof)
 	meta := map[string]string{
-		sim.MetaTrace: tracePath, sim.MetaPolicy: pol.Spec(), sim.MetaProfile: prof.Name,
+		sim.MetaTrace: r.tracePath, sim.MetaPolicy: pol.Spec(), sim.MetaProfile: r.prof.Name,
 		sim.MetaSeed: strconv.FormatUint(o.ef.seed, 10), sim.MetaSource: "replay",
 		sim.MetaProfileJSON:      string(profJSON),
-		"batchkit.replay.engine": info.Engine, "batchkit.replay.model": info.Model, "batchkit.replay.device": info.Device,
+		"batchkit.replay.engine": r.info.Engine, "batchkit.replay.model": r.info.Model, "batchkit.replay.device": r.info.Device,
 	}
 	var w *sim.ResultWriter
-	if o.out != "" {
-		if w, err = sim.CreateResults(o.out, meta, o.force); err != nil {
-			return err
+	if outPath != "" {
+		if w, err = sim.CreateResults(outPath, meta, o.force); err != nil {
+			return nil, err
 		}
 		defer w.Abort()
 	}
 	cfg := replay.Config{
-		Engine: eng, Policy: pol, Profile: prof, Requests: reqs, Clients: o.clients, Think: o.think,
+		Engine: r.eng, Policy: pol, Profile: r.prof, Requests: r.reqs, Clients: o.clients, Think: o.think,
 		Speedup: o.speedup, Duration: o.duration, Timeout: o.timeout, Drain: o.drain, Seed: o.ef.seed,
-		Trim: trim, Trace: tracePath, Clock: replay.WallClock{Spin: o.spin},
+		Trim: r.trim, Trace: r.tracePath, Clock: replay.WallClock{Spin: o.spin},
 	}
 	var measuredRes, predictedRes []sim.Result
-	cfg.Results = func(r *sim.Result) error {
-		if o.plot != "" {
-			measuredRes = append(measuredRes, *r)
+	cfg.Results = func(res *sim.Result) error {
+		if plotPath != "" {
+			measuredRes = append(measuredRes, *res)
 		}
 		if w != nil {
-			return w.Write(r)
+			return w.Write(res)
 		}
 		return nil
 	}
-	rep, runErr := runWatched(ctx, cfg, pr, "replay "+pol.Spec())
+	rep, runErr := runWatched(ctx, cfg, r.pr, "replay "+pol.Spec())
 	// Whatever happened, keep what was measured.
 	if w != nil {
 		if err := w.Close(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if o.steps != "" {
-		if err := replay.WriteSteps(o.steps, rep.Steps, meta, o.force); err != nil {
-			return err
+	if stepsPath != "" {
+		if err := replay.WriteSteps(stepsPath, rep.Steps, meta, o.force); err != nil {
+			return nil, err
 		}
 	}
 	if runErr != nil {
-		return runErr
+		return nil, runErr
 	}
-	out := report{Summary: rep.Summary, Engine: info, Dispatch: rep.Dispatch, Send: rep.Send, Steps: len(rep.Steps),
-		Sent: rep.Sent, Unfinished: rep.Unfinished, Truncated: truncated}
+	out := &report{Summary: rep.Summary, Engine: r.info, Dispatch: rep.Dispatch, Send: rep.Send, Steps: len(rep.Steps),
+		Sent: rep.Sent, Unfinished: rep.Unfinished, Truncated: r.truncated, Interrupted: rep.Interrupted}
 	if len(rep.Steps) > 0 {
 		var s int64
 		for _, st := range rep.Steps {
@@ -276,71 +410,120 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 		out.StepWallMS = float64(s) / float64(len(rep.Steps)) / 1e6
 	}
-	sent := reqs[:rep.Sent]
+	sent := r.reqs[:rep.Sent]
 	if !o.noBare && !rep.Interrupted && ctx.Err() == nil {
-		bare := cfg
-		bare.Policy, _ = policies.Parse("none")
-		bare.Profile.RequestOverheadMS = 0
-		bare.Requests, bare.Duration, bare.Results = sent, 0, nil
-		brep, err := runWatched(ctx, bare, pr, "bare engine")
-		if err != nil {
-			return err
+		// One bare run serves every policy that sent the same requests.
+		if r.bare == nil || r.bareSent != rep.Sent {
+			bare := cfg
+			bare.Policy, _ = policies.Parse("none")
+			bare.Profile.RequestOverheadMS = 0
+			bare.Requests, bare.Duration, bare.Results = sent, 0, nil
+			brep, err := runWatched(ctx, bare, r.pr, "bare engine")
+			if err != nil {
+				return nil, err
+			}
+			r.bare, r.bareSent = nil, 0
+			if !brep.Interrupted {
+				r.bare, r.bareSent = &brep.Summary, rep.Sent
+			}
 		}
-		if !brep.Interrupted {
-			out.SetOverhead(&brep.Summary)
+		if r.bare != nil {
+			out.SetOverhead(r.bare)
 		}
 	}
 	if o.predict && !rep.Interrupted {
-		pol2, _ := policies.Parse(o.policy)
 		var pw *sim.ResultWriter
-		scfg := sim.Config{Profile: predProf, Policy: pol2, Clients: o.clients, Think: o.think, Speedup: o.speedup,
-			Seed: o.ef.seed, Trim: trim, Total: int64(len(sent)), Trace: tracePath}
-		pj, _ := json.Marshal(predProf)
-		if o.predictOut != "" {
-			pw, err = sim.CreateResults(o.predictOut, map[string]string{
-				sim.MetaTrace: tracePath, sim.MetaPolicy: pol2.Spec(), sim.MetaProfile: predProf.Name,
+		// Policies keep state: the simulator gets its own.
+		spol, _ := policies.Parse(pt.Spec)
+		scfg := sim.Config{Profile: r.predProf, Policy: spol, Clients: o.clients, Think: o.think, Speedup: o.speedup,
+			Seed: o.ef.seed, Trim: r.trim, Total: int64(len(sent)), Trace: r.tracePath}
+		pj, _ := json.Marshal(r.predProf)
+		if predictPath != "" {
+			pw, err = sim.CreateResults(predictPath, map[string]string{
+				sim.MetaTrace: r.tracePath, sim.MetaPolicy: pol.Spec(), sim.MetaProfile: r.predProf.Name,
 				sim.MetaSeed: strconv.FormatUint(o.ef.seed, 10), sim.MetaSource: "simrun", sim.MetaProfileJSON: string(pj),
 			}, o.force)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			defer pw.Abort()
 		}
-		scfg.Results = func(r *sim.Result) error {
-			if o.plot != "" {
-				predictedRes = append(predictedRes, *r)
+		scfg.Results = func(res *sim.Result) error {
+			if plotPath != "" {
+				predictedRes = append(predictedRes, *res)
 			}
 			if pw != nil {
-				return pw.Write(r)
+				return pw.Write(res)
 			}
 			return nil
 		}
 		ps, _, err := sim.Run(scfg, &sim.SliceSource{Reqs: sent})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if pw != nil {
 			if err := pw.Close(); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		out.Predicted = &ps
 		out.Errors = replay.Compare(&ps, &rep.Summary)
-		if o.plot != "" {
-			if err := drawPanel(o.plot, pol.Spec(), measuredRes, predictedRes, o.force); err != nil {
-				return err
+		if plotPath != "" {
+			if err := drawPanel(plotPath, pol.Spec(), measuredRes, predictedRes, o.force); err != nil {
+				return nil, err
 			}
 		}
 	}
-	if o.asJSON {
-		b, err := json.MarshalIndent(out, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(stdout, "%s\n", b)
+	return out, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
 		return err
 	}
-	return printReport(stdout, &out)
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// printSweep prints one line per run with the prediction errors, so a
+// sweep reads as a curve; --json gives every statistic.
+func printSweep(w io.Writer, outs []*report) error {
+	if len(outs) == 0 {
+		_, err := fmt.Fprintln(w, "no run finished")
+		return err
+	}
+	s0 := &outs[0].Summary
+	fmt.Fprintf(w, "trace %s  profile %s  engine %s %s on %s  (ms; predicted error in brackets)\n", s0.Trace, s0.Profile, outs[0].Engine.Engine, outs[0].Engine.Model, outs[0].Engine.Device)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\twait mean\tttft mean\tttft p95\tlatency mean\tlatency p95\toverhead\tdispatch p99 µs\t")
+	for _, r := range outs {
+		s := &r.Summary
+		errs := map[string]replay.MetricError{}
+		for _, e := range r.Errors {
+			errs[e.Metric] = e
+		}
+		cell := func(metric string, v float64) string {
+			e, ok := errs[metric]
+			switch {
+			case !ok:
+				return fmt.Sprintf("%.3f", v)
+			case strings.HasPrefix(metric, "window_wait"):
+				return fmt.Sprintf("%.3f [%+.3f ms]", v, e.AbsErr)
+			case e.RelErr == nil:
+				return fmt.Sprintf("%.3f [n/a]", v)
+			}
+			return fmt.Sprintf("%.3f [%+.1f%%]", v, 100**e.RelErr)
+		}
+		ov := "n/a"
+		if s.OverheadPct != nil {
+			ov = fmt.Sprintf("%+.2f%%", *s.OverheadPct)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t\n", s.Policy, cell("window_wait_ms.mean", s.WindowWaitMS.Mean),
+			cell("ttft_ms.mean", s.TTFTMS.Mean), cell("ttft_ms.p95", s.TTFTMS.P95), cell("latency_ms.mean", s.LatencyMS.Mean),
+			cell("latency_ms.p95", s.LatencyMS.P95), ov, r.Dispatch.P99US)
+	}
+	return tw.Flush()
 }
 
 func runWatched(ctx context.Context, cfg replay.Config, pr *printer, label string) (replay.Report, error) {
