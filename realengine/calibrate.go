@@ -99,19 +99,26 @@ type CalibrationPoint struct {
 	RelErr      float64 // |predicted - median| / median
 }
 
-// StepCost is the simulator's linear step-cost model: a step that prefills P
-// prompt tokens and decodes D sequences attending to K cached tokens in
-// total takes BaseMs + PerPrefillTokenMs*P + PerDecodeSeqMs*D + PerKVTokenMs*K.
+// StepCost is the simulator's linear step-cost model: a step that prefills
+// one prompt of P tokens (none when P is 0) and decodes D sequences
+// attending to K cached tokens in total takes BaseMs + PerPrefillSeqMs*[P>0]
+// + PerPrefillTokenMs*P + PerDecodeSeqMs*D + PerKVTokenMs*K.
 type StepCost struct {
 	BaseMs            float64
+	PerPrefillSeqMs   float64
 	PerPrefillTokenMs float64
 	PerDecodeSeqMs    float64
 	PerKVTokenMs      float64
 }
 
-// PredictMs evaluates the model.
+// PredictMs evaluates the model for a step with at most one prompt, as
+// calibration measures.
 func (c StepCost) PredictMs(prefill, decode int, kv float64) float64 {
-	return c.BaseMs + c.PerPrefillTokenMs*float64(prefill) + c.PerDecodeSeqMs*float64(decode) + c.PerKVTokenMs*kv
+	ms := c.BaseMs + c.PerPrefillTokenMs*float64(prefill) + c.PerDecodeSeqMs*float64(decode) + c.PerKVTokenMs*kv
+	if prefill > 0 {
+		ms += c.PerPrefillSeqMs
+	}
+	return ms
 }
 
 // Fit says how well a StepCost explains the points.
@@ -389,7 +396,7 @@ func atMedian(y, x []float64) float64 {
 // pure-decode step of a calibration (see Calibrate).
 const decodeSettle = 10
 
-var costNames = [4]string{"base_ms", "per_prefill_token_ms", "per_decode_seq_ms", "per_kv_token_ms"}
+var costNames = [5]string{"base_ms", "per_prefill_token_ms", "per_decode_seq_ms", "per_kv_token_ms", "per_prefill_seq_ms"}
 
 // FitStepCost fits StepCost to the points' medians by least squares on the
 // relative error (each row weighted by 1/median), because the simulator needs
@@ -397,38 +404,48 @@ var costNames = [4]string{"base_ms", "per_prefill_token_ms", "per_decode_seq_ms"
 // would sacrifice the former. Coefficients the fit makes negative are fixed
 // at zero and the rest refitted. It fills the points' PredictedMs and RelErr.
 func FitStepCost(points []CalibrationPoint) (Fit, error) {
-	if len(points) < 4 {
-		return Fit{}, fmt.Errorf("step-cost fit: %d points for 4 coefficients", len(points))
-	}
-	feature := func(p CalibrationPoint) [4]float64 {
+	feature := func(p CalibrationPoint) [5]float64 {
 		prefill := p.Prefill
 		if prefill == 0 {
 			prefill = float64(p.PrefillTokens) // points made without Prefill
 		}
-		return [4]float64{1, prefill, float64(p.DecodeSeqs), p.KVTokens}
+		seq := 0.0
+		if prefill > 0 {
+			seq = 1
+		}
+		return [5]float64{1, prefill, float64(p.DecodeSeqs), p.KVTokens, seq}
 	}
 	for i, p := range points {
 		if !(p.MedianMs > 0) {
 			return Fit{}, fmt.Errorf("step-cost fit: point %d has mean %g ms", i, p.MedianMs)
 		}
 	}
-	active := []int{0, 1, 2, 3}
-	var coef [4]float64
+	active := []int{0, 1, 2, 3, 4}
+	var coef [5]float64
 	var dropped []string
 	for {
 		// A column that is zero in every point (say no prefill in the grid)
-		// cannot be fitted; drop it rather than fail on a singular system.
+		// cannot be fitted, nor the per-prompt one when every point has a
+		// prompt (it is then the base); drop them rather than fail on a
+		// singular system.
 		active = slices.DeleteFunc(active, func(j int) bool {
+			zero, ones := true, true
 			for _, p := range points {
-				if feature(p)[j] != 0 {
-					return false
-				}
+				f := feature(p)[j]
+				zero = zero && f == 0
+				ones = ones && f == 1
 			}
-			dropped = append(dropped, costNames[j])
-			return true
+			if zero || j == 4 && ones {
+				dropped = append(dropped, costNames[j])
+				return true
+			}
+			return false
 		})
 		if len(active) == 0 {
 			return Fit{}, errors.New("step-cost fit: nothing left to fit")
+		}
+		if len(points) < len(active) {
+			return Fit{}, fmt.Errorf("step-cost fit: %d points for %d coefficients", len(points), len(active))
 		}
 		a := mat.NewDense(len(points), len(active), nil)
 		b := mat.NewVecDense(len(points), nil)
@@ -443,7 +460,7 @@ func FitStepCost(points []CalibrationPoint) (Fit, error) {
 		if err := x.SolveVec(a, b); err != nil {
 			return Fit{}, fmt.Errorf("step-cost fit: %w (is the grid varied enough?)", err)
 		}
-		coef = [4]float64{}
+		coef = [5]float64{}
 		worst, worstVal := -1, 0.0
 		for k, j := range active {
 			coef[j] = x.AtVec(k)
@@ -457,7 +474,7 @@ func FitStepCost(points []CalibrationPoint) (Fit, error) {
 		dropped = append(dropped, costNames[active[worst]])
 		active = slices.Delete(active, worst, worst+1)
 	}
-	fit := Fit{Cost: StepCost{BaseMs: coef[0], PerPrefillTokenMs: coef[1], PerDecodeSeqMs: coef[2], PerKVTokenMs: coef[3]}, Dropped: dropped}
+	fit := Fit{Cost: StepCost{BaseMs: coef[0], PerPrefillTokenMs: coef[1], PerDecodeSeqMs: coef[2], PerKVTokenMs: coef[3], PerPrefillSeqMs: coef[4]}, Dropped: dropped}
 	ys := make([]float64, len(points))
 	rel := make([]float64, len(points))
 	var ssRes float64

@@ -76,7 +76,7 @@ func (f *costEngine) Stats() Stats { return Stats{Sequences: len(f.seqs)} }
 func (f *costEngine) Close() error { return nil }
 
 func TestCalibrateRecoversKnownCost(t *testing.T) {
-	truth := StepCost{BaseMs: 2, PerPrefillTokenMs: 0.05, PerDecodeSeqMs: 0.3, PerKVTokenMs: 0.001}
+	truth := StepCost{BaseMs: 2, PerPrefillSeqMs: 1.5, PerPrefillTokenMs: 0.05, PerDecodeSeqMs: 0.3, PerKVTokenMs: 0.001}
 	f := &costEngine{cost: truth, seqs: map[SeqID]int{}}
 	grid := CalibrationGrid{PrefillTokens: []int{0, 8, 32}, DecodeBatch: []int{0, 2, 6}, Context: []int{10, 50}, Warmup: 1, Repeats: 3}
 	var calls []int
@@ -89,6 +89,7 @@ func TestCalibrateRecoversKnownCost(t *testing.T) {
 	assert.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, calls)
 	// Step times pass through whole nanoseconds, hence the tolerances.
 	assert.InEpsilon(t, truth.BaseMs, cal.Fit.Cost.BaseMs, 1e-5)
+	assert.InEpsilon(t, truth.PerPrefillSeqMs, cal.Fit.Cost.PerPrefillSeqMs, 1e-5)
 	assert.InEpsilon(t, truth.PerPrefillTokenMs, cal.Fit.Cost.PerPrefillTokenMs, 1e-5)
 	assert.InEpsilon(t, truth.PerDecodeSeqMs, cal.Fit.Cost.PerDecodeSeqMs, 1e-5)
 	assert.InEpsilon(t, truth.PerKVTokenMs, cal.Fit.Cost.PerKVTokenMs, 1e-5)
@@ -170,17 +171,21 @@ func TestCalibrateJitter(t *testing.T) {
 	cal, err := Calibrate(context.Background(), f, grid, nil)
 	require.NoError(t, err)
 	assert.InDelta(t, 0.1, cal.JitterCV, 1e-6)
-	// No decoding in the grid: those coefficients cannot be fitted.
-	assert.Equal(t, []string{"per_decode_seq_ms", "per_kv_token_ms"}, cal.Fit.Dropped)
+	// No decoding in the grid: those coefficients cannot be fitted, nor a
+	// per-prompt cost when every point has a prompt.
+	assert.Equal(t, []string{"per_decode_seq_ms", "per_kv_token_ms", "per_prefill_seq_ms"}, cal.Fit.Dropped)
 	assert.InEpsilon(t, 0.1, cal.Fit.Cost.PerPrefillTokenMs, 1e-6)
 }
 
 func TestFitStepCost(t *testing.T) {
-	truth := StepCost{BaseMs: 1, PerPrefillTokenMs: 0.02, PerDecodeSeqMs: 0.5, PerKVTokenMs: 0}
+	truth := StepCost{BaseMs: 1, PerPrefillSeqMs: 3, PerPrefillTokenMs: 0.02, PerDecodeSeqMs: 0.5, PerKVTokenMs: 0}
 	r := rand.New(rand.NewPCG(3, 3))
 	var pts []CalibrationPoint
 	for i := 0; i < 40; i++ {
 		p := CalibrationPoint{PrefillTokens: r.IntN(300), DecodeSeqs: r.IntN(30), KVTokens: float64(r.IntN(5000))}
+		if i%3 == 0 {
+			p.PrefillTokens = 0 // decode-only steps tell the per-prompt cost from the base
+		}
 		// Noise that, unconstrained, makes the zero KV coefficient negative
 		// half the time: here it anti-correlates with KV.
 		p.MedianMs = truth.PredictMs(p.PrefillTokens, p.DecodeSeqs, p.KVTokens) * (1 - 0.02*p.KVTokens/5000)
@@ -191,6 +196,7 @@ func TestFitStepCost(t *testing.T) {
 	assert.Equal(t, []string{"per_kv_token_ms"}, fit.Dropped)
 	assert.Zero(t, fit.Cost.PerKVTokenMs)
 	assert.InEpsilon(t, truth.PerDecodeSeqMs, fit.Cost.PerDecodeSeqMs, 0.05)
+	assert.InEpsilon(t, truth.PerPrefillSeqMs, fit.Cost.PerPrefillSeqMs, 0.1)
 	assert.Greater(t, fit.R2, 0.99)
 	assert.Less(t, fit.MaxRelErr, 0.05)
 	assert.LessOrEqual(t, fit.MedianRelErr, fit.MaxRelErr)

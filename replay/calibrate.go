@@ -35,7 +35,7 @@ func ProfileFromCalibration(c *realengine.Calibration, o ProfileOptions) (sim.Pr
 		Name: name, Mode: o.Mode, MaxBatch: o.MaxBatch, TokenBudget: o.TokenBudget,
 		RequestOverheadMS: o.RequestOverheadMS,
 		Step: sim.StepCost{
-			BaseMS: round(c.Fit.Cost.BaseMs), PerPrefillTokenMS: round(c.Fit.Cost.PerPrefillTokenMs),
+			BaseMS: round(c.Fit.Cost.BaseMs), PerPrefillSeqMS: round(c.Fit.Cost.PerPrefillSeqMs), PerPrefillTokenMS: round(c.Fit.Cost.PerPrefillTokenMs),
 			PerDecodeSeqMS: round(c.Fit.Cost.PerDecodeSeqMs), PerKVTokenMS: round(c.Fit.Cost.PerKVTokenMs),
 		},
 		JitterCV: round(c.JitterCV),

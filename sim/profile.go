@@ -28,9 +28,16 @@ const (
 )
 
 // StepCost holds the coefficients of one engine step's duration,
-// base + per_prefill_token·P + per_decode_seq·D + per_kv_token·K, in ms.
+// base + per_prefill_seq·S + per_prefill_token·P + per_decode_seq·D +
+// per_kv_token·K, in ms, for S sequences prefilled with P prompt tokens in
+// all and D decoding with K context tokens.
 type StepCost struct {
-	BaseMS            float64 `json:"base_ms"`
+	BaseMS float64 `json:"base_ms"`
+	// PerPrefillSeqMS is what each prompt costs beyond its tokens: an
+	// engine that prefills each prompt as its own forward pass (the mlx
+	// engine: 6 ms a prompt for the 1b shape on an H200, against ~4 ms for
+	// a whole decode step) pays a launch floor per prompt. Omitted when 0.
+	PerPrefillSeqMS   float64 `json:"per_prefill_seq_ms,omitempty"`
 	PerPrefillTokenMS float64 `json:"per_prefill_token_ms"`
 	PerDecodeSeqMS    float64 `json:"per_decode_seq_ms"`
 	PerKVTokenMS      float64 `json:"per_kv_token_ms"`
@@ -79,6 +86,7 @@ func (p *Profile) Validate() error {
 		v    float64
 	}{
 		{"step.base_ms", p.Step.BaseMS},
+		{"step.per_prefill_seq_ms", p.Step.PerPrefillSeqMS},
 		{"step.per_prefill_token_ms", p.Step.PerPrefillTokenMS},
 		{"step.per_decode_seq_ms", p.Step.PerDecodeSeqMS},
 		{"step.per_kv_token_ms", p.Step.PerKVTokenMS},

@@ -43,6 +43,7 @@ func TestParseProfileErrors(t *testing.T) {
 		{"missing mode", `{"name":"x","max_batch":4,"step":{},"request_overhead_ms":0,"jitter_cv":0}`, "profile p.json: field mode: missing"},
 		{"missing coefficient", `{"name":"x","mode":"static","max_batch":4,"step":{"base_ms":1},"request_overhead_ms":0,"jitter_cv":0}`, "field step.per_prefill_token_ms: missing"},
 		{"negative", `{"name":"x","mode":"static","max_batch":4,"step":{"base_ms":-1,"per_prefill_token_ms":0,"per_decode_seq_ms":0,"per_kv_token_ms":0},"request_overhead_ms":0,"jitter_cv":0}`, "field step.base_ms: -1 must be"},
+		{"negative per prompt", `{"name":"x","mode":"static","max_batch":4,"step":{"base_ms":1,"per_prefill_seq_ms":-2,"per_prefill_token_ms":0,"per_decode_seq_ms":0,"per_kv_token_ms":0},"request_overhead_ms":0,"jitter_cv":0}`, "field step.per_prefill_seq_ms: -2 must be"},
 		{"unknown mode", `{"name":"x","mode":"turbo","max_batch":4,"step":{"base_ms":1,"per_prefill_token_ms":0,"per_decode_seq_ms":0,"per_kv_token_ms":0},"request_overhead_ms":0,"jitter_cv":0}`, `field mode: unknown mode "turbo"`},
 		{"zero batch", `{"name":"x","mode":"static","max_batch":0,"step":{"base_ms":1,"per_prefill_token_ms":0,"per_decode_seq_ms":0,"per_kv_token_ms":0},"request_overhead_ms":0,"jitter_cv":0}`, "field max_batch: 0 out of range"},
 		{"unknown field", `{"name":"x","mode":"static","max_batch":1,"bogus":1,"step":{"base_ms":1,"per_prefill_token_ms":0,"per_decode_seq_ms":0,"per_kv_token_ms":0},"request_overhead_ms":0,"jitter_cv":0}`, `unknown field "bogus"`},

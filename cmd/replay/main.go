@@ -263,7 +263,8 @@ func calibrate(ctx context.Context, ef engineFlags, sf serveFlags, out, gridSpec
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d points in %v; R² %.4f, median rel err %.2f%%, max rel err %.2f%%, jitter_cv %.3f\n",
 		out, len(cal.Points), cal.Elapsed.Round(time.Millisecond), cal.Fit.R2, 100*cal.Fit.MedianRelErr, 100*cal.Fit.MaxRelErr, cal.JitterCV)
-	fmt.Fprintf(stdout, "step ms = %.4g + %.4g·P + %.4g·D + %.4g·K\n", prof.Step.BaseMS, prof.Step.PerPrefillTokenMS, prof.Step.PerDecodeSeqMS, prof.Step.PerKVTokenMS)
+	fmt.Fprintf(stdout, "step ms = %.4g + %.4g·S + %.4g·P + %.4g·D + %.4g·K  (S prompts of P tokens, D decoding with K context)\n",
+		prof.Step.BaseMS, prof.Step.PerPrefillSeqMS, prof.Step.PerPrefillTokenMS, prof.Step.PerDecodeSeqMS, prof.Step.PerKVTokenMS)
 	return nil
 }
 
