@@ -32,7 +32,8 @@ Kinds:
   sweep     mean and p95 of a metric and overhead % over a swept parameter,
             from sweep tables (simrun --sweep ... --table F); 95 % CI error
             bars from the table's _lo/_hi columns (simrun --runs N)
-  panel     the 2×2 comparison: CDF, sweep (with --sweep/--sweep-measured),
+  panel     the 2×2 comparison: CDF, sweep (with --sweep/--sweep-measured;
+            its metric from --sweep-metric),
             timeline and histogram
 
 Results files given as plain arguments are "measured" when replay wrote them
@@ -58,6 +59,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
 	out, metric, title     string
+	sweepMetric            string
 	predicted, measured    []string
 	sweeps, sweepsMeasured []string
 	logX, force            bool
@@ -73,6 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	fs.StringVarP(&o.out, "out", "o", "", "output image: .png, .svg or .pdf (required)")
 	fs.StringVar(&o.metric, "metric", "latency", "metric: "+strings.Join(series.Metrics, ", "))
+	fs.StringVar(&o.sweepMetric, "sweep-metric", "window_wait", "panel: the sweep quadrant's metric: window_wait, ttft or latency")
 	fs.StringVar(&o.title, "title", "", "figure title (default from the kind and metric)")
 	fs.StringArrayVar(&o.predicted, "predicted", nil, "NAME=FILE: a predicted results file (repeatable)")
 	fs.StringArrayVar(&o.measured, "measured", nil, "NAME=FILE: a measured results file (repeatable)")
@@ -188,12 +191,12 @@ func resultsFigure(kind string, o options, files []string) (plots.Figure, error)
 	for i, list := range [][]string{o.sweeps, o.sweepsMeasured} {
 		src := []plots.Source{plots.Predicted, plots.Measured}[i]
 		for _, f := range list {
-			s, param, err := readSweep(f, "window_wait", src)
+			s, param, err := readSweep(f, o.sweepMetric, src)
 			if err != nil {
 				return nil, err
 			}
 			p.Sweep.Series = append(p.Sweep.Series, s...)
-			p.Sweep.XLabel, p.Sweep.Metric, p.Sweep.Unit = xLabel(param), "window wait", "ms"
+			p.Sweep.XLabel, p.Sweep.Metric, p.Sweep.Unit = xLabel(param), strings.ReplaceAll(o.sweepMetric, "_", " "), "ms"
 		}
 	}
 	return p, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -60,14 +61,15 @@ func TestEveryKindRenders(t *testing.T) {
 	dir := t.TempDir()
 	a, table := simulate(t, dir, "fixed:anchor=collector")
 	b, _ := simulate(t, dir, "fastpath:anchor=first")
-	for _, tc := range [][]string{
+	for i, tc := range [][]string{
 		{"cdf", "--metric", "ttft", a, b},
 		{"hist", a, b},
 		{"timeline", a},
 		{"sweep", table},
 		{"panel", "--predicted", "fixed=" + a, "--measured", "fixed=" + b, "--sweep", table},
+		{"panel", "--predicted", "fixed=" + a, "--sweep", table, "--sweep-measured", table, "--sweep-metric", "latency"},
 	} {
-		out := filepath.Join(dir, tc[0]+".png")
+		out := filepath.Join(dir, fmt.Sprintf("%s-%d.png", tc[0], i))
 		code, _, errs := runCmd(t, append([]string{"-o", out, "--width", "600", "--height", "400"}, tc...)...)
 		require.Equal(t, 0, code, "%v: %s", tc, errs)
 		f, err := os.Open(out)
@@ -105,6 +107,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"panel", "-o", out, "--measured", "nofile"}, "NAME=FILE"},
 		{[]string{"cdf", "-o", out, "--bogus"}, "unknown flag"},
 		{[]string{"sweep", "-o", out, "--metric", "tpot", table}, "tpot"},
+		{[]string{"panel", "-o", out, "--predicted", "fixed=" + a, "--sweep", table, "--sweep-metric", "speed"}, `not "speed"`},
 	} {
 		code, _, errs := runCmd(t, tc.args...)
 		assert.Equal(t, 2, code, tc.args)

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/batchkit/batchkit/plots"
+	"github.com/batchkit/batchkit/policies"
 	"github.com/batchkit/batchkit/sim"
 )
 
@@ -553,9 +554,18 @@ func bounded(c *plots.Curve) bool {
 // "fixed:window=1ms,anchor=first" swept over window).
 func sweptPolicy(spec, param string) string {
 	name, args, _ := strings.Cut(spec, ":")
+	// Parameters at their defaults say nothing: "adaptive" reads better
+	// than its eight settings.
+	defaults := map[string]bool{}
+	if p, err := policies.Parse(name); err == nil {
+		_, d, _ := strings.Cut(p.Spec(), ":")
+		for _, kv := range strings.Split(d, ",") {
+			defaults[kv] = true
+		}
+	}
 	var keep []string
 	for _, kv := range strings.Split(args, ",") {
-		if kv == "" || strings.HasPrefix(kv, param+"=") {
+		if kv == "" || strings.HasPrefix(kv, param+"=") || defaults[kv] {
 			continue
 		}
 		keep = append(keep, kv)

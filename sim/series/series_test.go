@@ -52,14 +52,15 @@ func TestBatchSizesAndTimeline(t *testing.T) {
 
 func TestSweepGroupsBySpecWithoutSweptKey(t *testing.T) {
 	rows := []sim.TableRow{
-		{Policy: "fixed:window=1ms,anchor=first", Param: "window", Value: 1, WindowWaitMean: 0.5, WindowWaitP95: 0.9, OverheadPct: 1},
-		{Policy: "fixed:window=2ms,anchor=first", Param: "window", Value: 2, WindowWaitMean: 1, WindowWaitP95: 1.9, OverheadPct: 2},
+		{Policy: "fixed:window=1ms,max_batch=8,anchor=oldest", Param: "window", Value: 1, WindowWaitMean: 0.5, WindowWaitP95: 0.9, OverheadPct: 1},
+		{Policy: "fixed:window=2ms,max_batch=8,anchor=oldest", Param: "window", Value: 2, WindowWaitMean: 1, WindowWaitP95: 1.9, OverheadPct: 2},
 	}
 	s, param, err := Sweep(rows, "window_wait", plots.Predicted, "")
 	require.NoError(t, err)
 	assert.Equal(t, "window", param)
 	require.Len(t, s, 1)
-	assert.Equal(t, "fixed:anchor=first", s[0].Group)
+	// Named without the swept key and the defaults (max_batch=8).
+	assert.Equal(t, "fixed:anchor=oldest", s[0].Group)
 	assert.Equal(t, []float64{1, 2}, s[0].X)
 	assert.Equal(t, []float64{0.5, 1}, s[0].Mean.Y)
 	assert.Equal(t, []float64{1, 2}, s[0].Overhead.Y)
