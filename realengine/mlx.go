@@ -400,7 +400,7 @@ func buildMLX(c Config, src tensorSource, quantizeDense bool, opt Options, t *ml
 		return nil, err
 	}
 	if e.padPrefill = s.GPU(); e.padPrefill {
-		if err := e.warmPrefill(warmPrefillMax); err != nil {
+		if err := e.warm(warmPrefillMax); err != nil {
 			e.close()
 			return nil, fmt.Errorf("engine mlx: warming up: %w", err)
 		}
@@ -408,29 +408,46 @@ func buildMLX(c Config, src tensorSource, quantizeDense bool, opt Options, t *ml
 	return e, nil
 }
 
-// warmPrefillMax is the longest prefill length warmPrefill builds: 29
-// lengths, about 1.5 s on an H200 (1b shape); longer prompts pay for their
+// warmPrefillMax is the longest prefill length warm builds: 29 lengths,
+// about 1.5 s on an H200 (1b shape); longer prompts pay for their
 // length's first use.
 const warmPrefillMax = 2048
 
-// warmPrefill prefills one sequence of each prefill length up to most
-// tokens (see prefillWidth) and retires it, so that a run's first prompt of
-// each length costs what later ones do, as serving stacks warm up before
-// taking traffic.
-func (e *MLX) warmPrefill(most int) error {
-	const id = SeqID(math.MinInt64)
+// warm prefills one sequence of each prefill length up to most tokens
+// (see prefillWidth), then decodes two sequences side by side for two
+// steps, and retires them all, so that a run's first prompt of each length
+// and its first decode steps cost what later ones do, as serving stacks
+// warm up before taking traffic. On an H200 the first decode step of a
+// fresh machine's first process took 6 s (MLX building its decode kernels
+// on first use) when only prefill had been warmed: that replay of the seed
+// workload measured 8.2 ms per decode step, the next process 6.0.
+func (e *MLX) warm(most int) error {
+	const a, b = SeqID(math.MinInt64), SeqID(math.MinInt64 + 1)
 	most = min(most, e.maxCtx-1)
+	step := func() error {
+		_, err := e.step(context.Background())
+		return err
+	}
 	for w := 16; w <= most; w = prefillWidth(w+1, e.maxCtx) {
-		if err := e.admit(Sequence{ID: id, Prompt: make([]int32, w)}); err != nil {
+		if err := e.admit(Sequence{ID: a, Prompt: make([]int32, w)}); err != nil {
 			return err
 		}
-		_, err := e.step(context.Background())
-		if rerr := e.retire(id); err == nil {
+		err := step()
+		if rerr := e.retire(a); err == nil {
 			err = rerr
 		}
 		if err != nil {
 			return err
 		}
+	}
+	for _, id := range []SeqID{a, b} {
+		if err := e.admit(Sequence{ID: id, Prompt: make([]int32, min(16, most))}); err != nil {
+			return err
+		}
+	}
+	err := errors.Join(step(), step(), step())
+	if err = errors.Join(err, e.retire(a), e.retire(b)); err != nil {
+		return err
 	}
 	e.evalTime, e.specHits = 0, 0
 	return nil
@@ -1340,7 +1357,7 @@ func (e *MLX) finish(g []*mlxRow, x *mlxc.Array, count int) error {
 // default.parquet at 4x, 80 requests, 76 distinct prompt lengths) prefill
 // steps took 70-230 ms against ~5-10 ms for lengths seen before, two thirds
 // of the engine's time. Padded, the same trace has 22 lengths, and warm
-// (warmPrefill) builds them all before the first request.
+// (warm) builds them all before the first request.
 func prefillWidth(count, limit int) int {
 	w := 16
 	if count > 16 {

@@ -49,7 +49,7 @@ func TestMLXPaddedPrefill(t *testing.T) {
 	padded := func(t testing.TB, c Config, w *Weights) Engine {
 		e := newMLXForChecks(t, c, w).(*MLX)
 		e.padPrefill = true
-		require.NoError(t, e.warmPrefill(40))
+		require.NoError(t, e.warm(40))
 		require.Zero(t, e.Stats().Sequences)
 		return e
 	}
