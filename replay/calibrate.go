@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -163,7 +164,8 @@ func ParseGrid(s string, base realengine.CalibrationGrid) (realengine.Calibratio
 // prompt + output/2 (a sequence's mean context while decoding). On the cpu
 // engine (small, 2 cores), for a continuous replay of poisson-moderate at
 // 3x with fixed 2 ms, latency came out 11 % under-predicted with this grid
-// (TTFT 4 %), 31-35 % with the default grid.
+// (TTFT 4 %), 31-35 % with the default grid; replay then measures again at
+// LoadDecode's batch sizes.
 func TraceGrid(reqs []trace.Request, maxBatch int) realengine.CalibrationGrid {
 	g := realengine.CalibrationGrid{Warmup: 2, Repeats: 5, Seed: 1}
 	in := make([]int, len(reqs))
@@ -187,6 +189,62 @@ func TraceGrid(reqs []trace.Request, maxBatch int) realengine.CalibrationGrid {
 		g.DecodeBatch = append(g.DecodeBatch, d)
 	}
 	return g
+}
+
+// LoadDecode returns the decode batch sizes a load runs the engine at,
+// from a prediction of it: the 10th, 50th and 90th percentiles, weighted
+// by time, of how many sequences decode at once while any does (from each
+// result's first token to its finish), with 0 (prefill alone) and at
+// least two sizes above 0 so that a line can be fitted; nil when no
+// request decodes. A trace grid's decode batches 1..32 put the fitted line
+// where the engine runs at 32, which a load of 4-8 never reaches: on the
+// cpu engine that under-predicted such a load's latency by 11 %.
+func LoadDecode(results []sim.Result) []int {
+	type ev struct {
+		t int64
+		d int
+	}
+	var evs []ev
+	for _, r := range results {
+		if r.Status == sim.StatusOK && r.FinishNS > r.FirstTokenNS {
+			evs = append(evs, ev{r.FirstTokenNS, 1}, ev{r.FinishNS, -1})
+		}
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	slices.SortFunc(evs, func(a, b ev) int { return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.d, b.d)) })
+	// time spent at each concurrency
+	var at []int64
+	n := 0
+	for i, e := range evs {
+		if i > 0 && n > 0 {
+			for len(at) <= n {
+				at = append(at, 0)
+			}
+			at[n] += e.t - evs[i-1].t
+		}
+		n += e.d
+	}
+	var total int64
+	for _, d := range at {
+		total += d
+	}
+	q := func(p float64) int {
+		var acc int64
+		for c, d := range at {
+			acc += d
+			if float64(acc) >= p*float64(total) && d > 0 {
+				return c
+			}
+		}
+		return len(at) - 1
+	}
+	lo, mid, hi := q(0.1), q(0.5), q(0.9)
+	if lo == hi {
+		lo, hi = max(1, lo/2), hi*2
+	}
+	return uniqueInts(0, max(1, lo), mid, hi)
 }
 
 func uniqueInts(v ...int) []int {

@@ -2,11 +2,13 @@ package replay
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/batchkit/batchkit/realengine"
+	"github.com/batchkit/batchkit/sim"
 	"github.com/batchkit/batchkit/trace"
 )
 
@@ -74,4 +76,18 @@ func TestTraceGrid(t *testing.T) {
 	back, err := ParseGrid(FormatGrid(g), realengine.CalibrationGrid{})
 	require.NoError(t, err)
 	assert.Equal(t, g, back)
+}
+
+func TestLoadDecode(t *testing.T) {
+	ms := int64(time.Millisecond)
+	res := func(first, finish int64) sim.Result {
+		return sim.Result{Status: sim.StatusOK, FirstTokenNS: first * ms, FinishNS: finish * ms}
+	}
+	// One sequence decoding for 10 ms, then three for 80 ms, then two for
+	// 10 ms: 10 % of the time at 1, 80 % at 3, 10 % at 2.
+	got := LoadDecode([]sim.Result{res(0, 100), res(10, 90), res(10, 100), {Status: sim.StatusRejected}})
+	assert.Equal(t, []int{0, 1, 3}, got, "10th percentile 1, median and 90th 3")
+	// Always the same concurrency: widen so that a slope can be fitted.
+	assert.Equal(t, []int{0, 2, 4, 8}, LoadDecode([]sim.Result{res(0, 10), res(0, 10), res(0, 10), res(0, 10)}))
+	assert.Nil(t, LoadDecode([]sim.Result{{Status: sim.StatusRejected}}))
 }

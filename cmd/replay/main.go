@@ -101,7 +101,8 @@ the grid: give decode sizes around the batch sizes your load runs at (on the
 cpu engine, 'prefill=0,64,256,512;decode=0,1,2,4,8,16;context=128,512' instead
 of the default took a continuous-batching replay's latency error from about
 -35 % to -3..-6 %), or let replay --calibrate --grid trace draw the grid from
-the requests it replays. It prints R², the median and the maximum relative
+the requests it replays (and measure again at the batch sizes a first fit
+says the load runs at). It prints R², the median and the maximum relative
 error of the fit.
 
 Examples:

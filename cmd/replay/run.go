@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -233,9 +234,22 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	// Calibrate before the run so that the engine is measured idle.
 	if o.calibrate {
-		cp, _, err := calibrateProfile(ctx, eng, grid, serveFlags{mode: string(prof.Mode), maxBatch: prof.MaxBatch, tokenBudget: prof.TokenBudget, overheadMS: prof.RequestOverheadMS}, "", o.quiet, stderr)
+		sf := serveFlags{mode: string(prof.Mode), maxBatch: prof.MaxBatch, tokenBudget: prof.TokenBudget, overheadMS: prof.RequestOverheadMS}
+		cp, _, err := calibrateProfile(ctx, eng, grid, sf, "", o.quiet, stderr)
 		if err != nil {
 			return err
+		}
+		if o.grid == "trace" {
+			// Measure again where the first profile says the load runs.
+			if d := r.loadDecode(points[0], cp); d != nil && !slices.Equal(d, grid.DecodeBatch) {
+				if !o.quiet {
+					fmt.Fprintf(stderr, "calibrate: the load decodes %v sequences at once (10th, 50th, 90th percentile); measuring those\n", d[1:])
+				}
+				grid.DecodeBatch = d
+				if cp, _, err = calibrateProfile(ctx, eng, grid, sf, "", o.quiet, stderr); err != nil {
+					return err
+				}
+			}
 		}
 		r.predProf = cp
 	}
@@ -475,6 +489,23 @@ func (r *runner) run(ctx context.Context, pt sim.SweepPoint, files []string) (*r
 		}
 	}
 	return out, nil
+}
+
+// loadDecode simulates the requests under pt's policy with prof and
+// returns the decode batch sizes they run at (replay.LoadDecode).
+func (r *runner) loadDecode(pt sim.SweepPoint, prof sim.Profile) []int {
+	pol, err := policies.Parse(pt.Spec)
+	if err != nil {
+		return nil
+	}
+	var res []sim.Result
+	cfg := sim.Config{Profile: prof, Policy: pol, Clients: r.o.clients, Think: r.o.think, Speedup: r.o.speedup,
+		Seed: r.o.ef.seed, Total: int64(len(r.reqs)), Trace: r.tracePath,
+		Results: func(x *sim.Result) error { res = append(res, *x); return nil }}
+	if _, _, err := sim.Run(cfg, &sim.SliceSource{Reqs: r.reqs}); err != nil {
+		return nil
+	}
+	return replay.LoadDecode(res)
 }
 
 func printJSON(w io.Writer, v any) error {
