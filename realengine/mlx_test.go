@@ -661,14 +661,17 @@ func checkPipelinedStepsEqual(t *testing.T, mode batching) {
 // Compiled (MLX.slotFunc) a step replays a tape of ~180 nodes (RoPE's
 // angles shared by all layers, attention written out as two matmuls,
 // 2-D projections, elementwise chains fused), which also makes evaluation
-// faster (fewer nodes to schedule). What is left at batch 1, ~180 µs
-// outside Eval, is the replay itself (~110 µs: ~0.2 µs per node when
-// warm, ~0.6 µs in a step whose compute has just evicted the caches) and
-// ~70 µs of cgo crossings (ids and lengths arrays, the call), the hop to
-// the engine's thread and token read-back, on cores MLX's spinning
-// workers share. Batch 8 (steps ~9-11 ms): build ~140 µs against ~200-300
-// µs op by op. Pipelining does not help on the CPU (MLX throttles
-// async_eval there) but hides the build behind GPU compute.
+// faster (fewer nodes to schedule). What is left at batch 1 (timed inside
+// Step, 400 steps, twice): the build, 95-110 µs (the replay, ~0.2 µs per
+// node when warm, ~0.6 µs in a step whose compute has just evicted the
+// caches, with the ids and lengths arrays and the call); waking the
+// caller's goroutine when the engine's locked thread is done, 40-60 µs
+// (OpenBLAS's idle threads spin with sched_yield on the 2 cores; 23-25 µs
+// with OPENBLAS_NUM_THREADS=1, whose slower matmuls cost more); handing
+// the step to that thread ~5 µs; the rest (bookkeeping, token read-back)
+// ~10 µs. Batch 8 (steps ~9-11 ms): build ~140 µs against ~200-300 µs op
+// by op. Pipelining does not help on the CPU (MLX throttles async_eval
+// there) but hides the build behind GPU compute.
 func BenchmarkMLXStepOverhead(b *testing.B) {
 	for _, preset := range []string{"small", "tiny"} {
 		for _, batch := range []int{1, 8} {
