@@ -65,7 +65,10 @@ type MLX struct {
 	// slotFn is the whole slot decode step as one compiled MLX function
 	// (slotFunc); nil builds each step's graph op by op (slotGroup).
 	slotFn *mlxc.SlotFunc
-	spec   *mlxSpec
+	// slotTraces is slotFn.Traces() when its tapes were last dropped;
+	// maxTapes bounds the tracings since (slotFunc).
+	slotTraces, maxTapes int
+	spec                 *mlxSpec
 	// pipeline builds the next step's graph while MLX computes the current
 	// one (mlxSpec). Only on a GPU: MLX's CPU backend throttles async_eval
 	// to ten tasks in flight (transforms.cpp, MAX_ACTIVE_TASKS), so a
@@ -388,7 +391,9 @@ func buildMLX(c Config, src tensorSource, quantizeDense bool, opt Options, t *ml
 		s.Close()
 		return nil, err
 	}
-	e := &MLX{cfg: c, opt: opt, dtype: dt, s: s, thread: t, seqs: map[SeqID]*mlxSeq{}, maxCtx: opt.MaxContext, pipeline: s.GPU()}
+	// maxTapes: a long run at up to 32 rows meets a few dozen batch sizes
+	// and capacities.
+	e := &MLX{cfg: c, opt: opt, dtype: dt, s: s, thread: t, seqs: map[SeqID]*mlxSeq{}, maxCtx: opt.MaxContext, pipeline: s.GPU(), maxTapes: 64}
 	e.quant = c.Quantization
 	if e.quant == nil && opt.Quantize != 0 {
 		e.quant = &Quantization{GroupSize: QuantizeGroupSize, Bits: opt.Quantize}
@@ -1635,11 +1640,6 @@ func (e *MLX) slotRelease(sq *mlxSeq) error {
 	sq.inSlot = false
 	if last == 0 {
 		c.free()
-		// The step function's tapes go too (one per batch size and
-		// capacity seen, each holding a few scalar constants), so that an
-		// idle engine's memory is back to baseline; the next busy period
-		// traces again (~ms per shape).
-		return e.slotFn.Forget()
 	}
 	return nil
 }
@@ -1756,6 +1756,18 @@ func (e *MLX) slotFunc(gr *mlxGraph, ordered []*mlxRow, lens []int, lazy bool) e
 	idx.Close()
 	if err != nil {
 		return err
+	}
+	// A tape per batch size and cache capacity seen: kept across idle
+	// periods (a trace costs ~1 ms, which every sequential request's first
+	// decode step would pay again), but not without bound, since each
+	// holds its nodes in host memory and a few scalar constants on the
+	// device.
+	if n := e.slotFn.Traces(); n-e.slotTraces > e.maxTapes {
+		if err := e.slotFn.Forget(); err != nil {
+			o.Close()
+			return err
+		}
+		e.slotTraces = n
 	}
 	gr.toks, gr.logits, gr.slotK, gr.slotV = o.Toks, o.Logits, o.K, o.V
 	return nil

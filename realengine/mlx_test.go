@@ -96,6 +96,12 @@ func TestMLXMemoryBackToBaseline(t *testing.T) {
 		base, err := mlxc.Memory()
 		require.NoError(t, err)
 		runCycles(t, e, rand.New(rand.NewPCG(3, 3)), c.VocabSize)
+		// The compiled step's tapes stay (each holds a few scalar
+		// constants on the device), on purpose: dropped, nothing but the
+		// weights is left.
+		var ferr error
+		e.thread.do(func() { ferr = e.slotFn.Forget() })
+		require.NoError(t, ferr)
 		after, err := mlxc.Memory()
 		require.NoError(t, err)
 		assert.Equal(t, base.Active, after.Active, "batching %d", m)
@@ -992,4 +998,31 @@ func TestMLXCompiledSlotsMatchUncompiled(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The compiled step's tapes outlive idle periods (a sequence decoding
+// alone again replays the tape of the last one) but not a bound: past
+// maxTapes new tracings they are dropped.
+func TestMLXSlotTapes(t *testing.T) {
+	c, w := tinyModel(t, 24)
+	e := newMLXForChecks(t, c, w).(*MLX)
+	r := rand.New(rand.NewPCG(24, 24))
+	decode := func(id SeqID, n int) {
+		require.NoError(t, e.Admit(Sequence{ID: id, Prompt: randomPrompt(r, n, c.VocabSize)}))
+		for s := 0; s < 3; s++ {
+			_, err := e.Step(context.Background())
+			require.NoError(t, err)
+		}
+		require.NoError(t, e.Retire(id))
+	}
+	decode(0, 5)
+	traces := e.slotFn.Traces()
+	require.Positive(t, traces)
+	decode(1, 7) // same batch size and capacities after an idle engine
+	assert.Equal(t, traces, e.slotFn.Traces(), "replayed")
+	assert.Zero(t, e.slotTraces, "nothing dropped yet")
+	e.maxTapes = 1
+	decode(2, 100) // a wider cache: a second tape, over the bound
+	assert.Equal(t, traces+1, e.slotTraces, "tapes dropped at the second")
+	assert.Equal(t, traces+2, e.slotFn.Traces(), "the next step traced again")
 }
