@@ -675,8 +675,9 @@ func checkPipelinedStepsEqual(t *testing.T, mode batching) {
 // (OpenBLAS's idle threads spin with sched_yield on the 2 cores; 23-25 µs
 // with OPENBLAS_NUM_THREADS=1, whose slower matmuls cost more); handing
 // the step to that thread ~5 µs; the rest (bookkeeping, token read-back)
-// ~10 µs. Batch 8 (steps ~9-11 ms): build ~140 µs against ~200-300 µs op
-// by op. Pipelining does not help on the CPU (MLX throttles async_eval
+// ~10 µs. Batch 8, three runs on a quieter machine, serial / serial-ops:
+// step 4.8-5.0 / 5.5-6.0 ms, build 99-141 / 202-217 µs, outside-eval
+// 3.4-3.5 / 4.8-5.5 %. Pipelining does not help on the CPU (MLX throttles async_eval
 // there) but hides the build behind GPU compute.
 func BenchmarkMLXStepOverhead(b *testing.B) {
 	for _, preset := range []string{"small", "tiny"} {
