@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -614,4 +615,135 @@ func f64(v []float32) []float64 {
 		out[i] = float64(x)
 	}
 	return out
+}
+
+// TestSlotFunc checks the whole-step function against the same step built
+// from BlockSlots and single ops, compiled and not, with RoPE from its
+// base and from explicit periods, dense and quantised embedding and head,
+// over a slot cache whose unused rows and columns hold garbage; a second
+// call of the compiled function replays its tape and gives the same.
+func TestSlotFunc(t *testing.T) {
+	// MLX's compile cache is per OS thread: traces are counted on one.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r := newRNG(t)
+	s := cpu(t)
+	const hidden, vocab, R, C, kv, hd = 64, 96, 6, 12, 2, 16
+	lens := []int{3, 7, 1, 5}
+	B := len(lens)
+	blocks := []*testBlock{newTestBlock(t, r, hidden, 160, 4, kv, hd), newTestBlock(t, r, hidden, 160, 4, kv, hd)}
+	periods := make([]float32, hd/2)
+	for i := range periods {
+		periods[i] = float32(math.Pow(10000, float64(2*i)/hd)) * 1.5
+	}
+	freqs := arr(t, periods, hd/2)
+	embed := arr(t, randn(r, vocab*hidden, 1), vocab, hidden)
+	headW := arr(t, randn(r, vocab*hidden, 0.2), vocab, hidden)
+	norm := arr(t, randn(r, hidden, 0.1), hidden)
+	var ks, vs []*Array
+	for range blocks {
+		ks = append(ks, arr(t, randn(r, R*kv*C*hd, 1), R, kv, C, hd))
+		vs = append(vs, arr(t, randn(r, R*kv*C*hd, 1), R, kv, C, hd))
+	}
+	ids := []uint32{5, 0, 95, 17}
+	idx, err := FromUint32(ids, B)
+	require.NoError(t, err)
+	defer idx.Close()
+	keep := func(a *Array, err error) *Array {
+		t.Helper()
+		require.NoError(t, err)
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	wq, sc, bi, err := s.Quantize(embed, 32, 4)
+	require.NoError(t, err)
+	hq, hs, hb, err := s.Quantize(headW, 32, 4)
+	require.NoError(t, err)
+	for _, a := range []*Array{wq, sc, bi, hq, hs, hb} {
+		keep(a, nil)
+	}
+	qEmbed := Linear{W: wq, Scales: sc, Biases: bi, GroupSize: 32, Bits: 4}
+	qHead := Linear{W: hq, Scales: hs, Biases: hb, GroupSize: 32, Bits: 4}
+	for _, tc := range []struct {
+		name  string
+		freqs *Array
+		quant bool
+	}{{"base", nil, false}, {"periods", freqs, false}, {"quantised", freqs, true}} {
+		cfg := blocks[0].cfg
+		cfg.RopeFreqs = tc.freqs
+		em, hd2 := Linear{W: embed}, Linear{W: keep(s.Transpose(headW, 1, 0)), Transposed: true}
+		emDense, headDense := embed, hd2.W
+		if tc.quant {
+			em, hd2 = qEmbed, qHead
+			emDense = keep(s.Dequantize(wq, sc, bi, 32, 4))
+			headDense = keep(s.Transpose(keep(s.Dequantize(hq, hs, hb, 32, 4)), 1, 0))
+		}
+		// The step op by op.
+		st, err := NewSlotStep(lens, C)
+		require.NoError(t, err)
+		x := keep(s.Reshape(keep(s.Take(emDense, idx, 0)), B, 1, hidden))
+		var wantK, wantV []*Array
+		for l, b := range blocks {
+			o, err := s.BlockSlots(cfg, &b.w, x, ks[l], vs[l], st)
+			require.NoError(t, err)
+			t.Cleanup(func() { o.Close() })
+			x, wantK, wantV = o.Out, append(wantK, o.K), append(wantV, o.V)
+		}
+		st.Close()
+		n2 := keep(s.Reshape(keep(s.RMSNorm(x, norm, cfg.Eps)), B, hidden))
+		wantLogits := keep(s.Matmul(n2, headDense))
+		wantToks := keep(s.Argmax(wantLogits, -1, false))
+		wl, err := wantLogits.Float32()
+		require.NoError(t, err)
+		wt, err := wantToks.Uint32()
+		require.NoError(t, err)
+		var layers []BlockWeights
+		for _, b := range blocks {
+			layers = append(layers, b.w)
+		}
+		for _, compiled := range []bool{false, true} {
+			f, err := s.NewSlotFunc(cfg, layers, em, hd2, norm, compiled)
+			require.NoError(t, err)
+			for call := 0; call < 2; call++ {
+				o, err := f.Apply(idx, lens, ks, vs)
+				require.NoError(t, err)
+				gl, err := o.Logits.Float32()
+				require.NoError(t, err)
+				assertClose(t, f64(wl), gl, 1e-5)
+				gt, err := o.Toks.Uint32()
+				require.NoError(t, err)
+				require.Equal(t, wt, gt, "%s compiled %v call %d", tc.name, compiled, call)
+				for l := range blocks {
+					for _, p := range [][2]*Array{{wantK[l], o.K[l]}, {wantV[l], o.V[l]}} {
+						require.Equal(t, []int{R, kv, C, hd}, p[1].Shape())
+						w, err := p[0].Float32()
+						require.NoError(t, err)
+						g, err := p[1].Float32()
+						require.NoError(t, err)
+						assertClose(t, f64(w), g, 1e-5)
+					}
+				}
+				require.NoError(t, o.Close())
+			}
+			want := 2
+			if compiled {
+				want = 1
+			}
+			require.Equal(t, want, f.Traces(), "%s compiled %v", tc.name, compiled)
+			require.NoError(t, f.Forget())
+			require.NoError(t, f.Close())
+			require.NoError(t, f.Close())
+			_, err = f.Apply(idx, lens, ks, vs)
+			require.ErrorIs(t, err, ErrClosed)
+		}
+	}
+	f, err := s.NewSlotFunc(blocks[0].cfg, []BlockWeights{blocks[0].w}, Linear{W: embed}, Linear{W: headW}, norm, true)
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.Apply(idx, lens, ks, vs)
+	require.ErrorContains(t, err, "1 layers given 2 K and 2 V caches")
+	_, err = f.Apply(idx, []int{3, 7, 1, C}, ks[:1], vs[:1])
+	require.ErrorContains(t, err, "row 3 has 12 tokens, cache width 12")
+	_, err = f.Apply(idx, lens[:2], ks[:1], vs[:1])
+	require.ErrorContains(t, err, "ids [4], 2 lengths")
 }

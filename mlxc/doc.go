@@ -7,7 +7,9 @@
 // kernels, affine quantize / dequantize / quantized_matmul), seeded random
 // normals, safetensors load and save with metadata, eval / async eval /
 // synchronize, streams and devices, allocator statistics and MLX's version.
-// Stream.Block runs a whole Llama decoder layer in one cgo crossing.
+// Stream.Block runs a whole Llama decoder layer in one cgo crossing;
+// SlotFunc a whole decode step over a slot KV cache, compiled with MLX's
+// compile so that a step replays a recorded graph.
 //
 // # Building
 //
@@ -46,7 +48,8 @@
 // must not race with any use. On a GPU (Metal or CUDA) that is not enough:
 // MLX keeps a stream's command encoder per OS thread, so a GPU stream must
 // be created and evaluated on one OS thread (runtime.LockOSThread), as
-// realengine's MLX engine does. Memory, ResetPeakMemory, ClearCache,
+// realengine's MLX engine does. MLX's compile cache is per OS thread too:
+// a SlotFunc belongs on one thread. Memory, ResetPeakMemory, ClearCache,
 // SetCacheLimit, Version and GPUAvailable may be called from any goroutine,
 // and error messages never cross between goroutines (see Errors).
 // AsyncEval returns before the work is done; a failure inside MLX's

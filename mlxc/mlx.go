@@ -1223,6 +1223,174 @@ func (s *Stream) BlockSlots(cfg BlockConfig, w *BlockWeights, x, kCache, vCache 
 	return blockOutput("llama slot block", m, o, k, v)
 }
 
+// SlotFunc is a whole slot decode step as one MLX function: embedding
+// lookup, every layer as BlockSlots does it (but attending over all C
+// columns of the cache), final RMSNorm, output head and argmax. Compiled
+// (mlx_compile), MLX traces it once per input shapes (rows, cache
+// capacity, token dtype) and replays the recorded tape on later calls, so
+// a step costs one cgo crossing and no op construction: no shape
+// inference, broadcasting or, on the CPU backend, expansion of RoPE and
+// attention into their fallback graphs (the CPU graph writes RoPE and
+// attention out itself, with RoPE's angles computed once for all layers).
+// The function holds its own references to the weights; Close drops them
+// and its cached tapes.
+//
+// MLX keeps compiled tapes per OS thread: use a SlotFunc from one locked
+// thread (runtime.LockOSThread), as GPU streams need anyway. Calls from
+// another thread trace again, and Forget or Close there leaves the first
+// thread's tapes (and their references to the weights) behind.
+type SlotFunc struct {
+	c      C.mlxc_slot_fn
+	layers int
+}
+
+// NewSlotFunc makes the step function of a decoder: layers in order, embed
+// the token embedding [vocab, hidden] (dense or quantised), head the
+// output projection (a Linear as Block's projections take it), norm the
+// final norm weight. With compiled false every call builds the graph
+// anew, as BlockSlots calls do.
+func (s *Stream) NewSlotFunc(cfg BlockConfig, layers []BlockWeights, embed, head Linear, norm *Array, compiled bool) (*SlotFunc, error) {
+	sh, err := s.handle()
+	if err != nil {
+		return nil, err
+	}
+	if len(layers) == 0 {
+		return nil, errors.New("mlxc: slot function: no layers")
+	}
+	cws := make([]C.mlxc_block_weights, len(layers))
+	var cc C.mlxc_block_cfg
+	for l := range layers {
+		if cws[l], cc, err = blockC(cfg, &layers[l]); err != nil {
+			return nil, fmt.Errorf("mlxc: slot function layer %d: %w", l, err)
+		}
+	}
+	ce, err := linearC(embed)
+	if err != nil {
+		return nil, fmt.Errorf("mlxc: slot function embedding: %w", err)
+	}
+	ch, err := linearC(head)
+	if err != nil {
+		return nil, fmt.Errorf("mlxc: slot function head: %w", err)
+	}
+	hn, err := norm.handle()
+	if err != nil {
+		return nil, fmt.Errorf("mlxc: slot function norm: %w", err)
+	}
+	comp := C.int(0)
+	if compiled {
+		comp = 1
+	}
+	f := &SlotFunc{layers: len(layers)}
+	m := C.mlxc_slot_fn_new(&f.c, &cws[0], C.int(len(layers)), &cc, &ce, &ch, hn, comp, sh)
+	runtime.KeepAlive(layers)
+	runtime.KeepAlive(cfg.RopeFreqs)
+	runtime.KeepAlive(embed)
+	runtime.KeepAlive(head)
+	runtime.KeepAlive(norm)
+	runtime.KeepAlive(s)
+	if err := cerr("slot function", m); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Apply builds a step's lazy graph: ids [B] (int32 or uint32) the rows'
+// input tokens, lens[i] the tokens row i holds (its new token goes to
+// column lens[i] at position lens[i]; columns beyond are masked out), k
+// and v the per-layer slot caches [R >= B, kv_heads, C > every lens[i],
+// head_dim]. As with BlockSlots, MLX writes the caches in place when the
+// caller drops its handles to k and v before evaluation.
+func (f *SlotFunc) Apply(ids *Array, lens []int, k, v []*Array) (SlotOutput, error) {
+	if f == nil || f.c.p == nil {
+		return SlotOutput{}, ErrClosed
+	}
+	L := f.layers
+	if len(k) != L || len(v) != L {
+		return SlotOutput{}, fmt.Errorf("mlxc: slot function of %d layers given %d K and %d V caches", L, len(k), len(v))
+	}
+	hi, err := ids.handle()
+	if err != nil {
+		return SlotOutput{}, err
+	}
+	ks := k[0].Shape()
+	if xs := ids.Shape(); len(xs) != 1 || xs[0] != len(lens) || len(ks) != 4 || ks[0] < len(lens) {
+		return SlotOutput{}, fmt.Errorf("mlxc: slot function: ids %v, %d lengths, caches %v", xs, len(lens), ks)
+	}
+	l32 := make([]int32, len(lens))
+	for i, n := range lens {
+		if n < 0 || n >= ks[2] {
+			return SlotOutput{}, fmt.Errorf("mlxc: slot function: row %d has %d tokens, cache width %d", i, n, ks[2])
+		}
+		l32[i] = int32(n)
+	}
+	la, err := FromInt32(l32, len(l32))
+	if err != nil {
+		return SlotOutput{}, err
+	}
+	defer la.Close()
+	hk := make([]C.mlx_array, 2*L)
+	for l := 0; l < L; l++ {
+		if hk[l], err = k[l].handle(); err != nil {
+			return SlotOutput{}, fmt.Errorf("mlxc: slot function K cache %d: %w", l, err)
+		}
+		if hk[L+l], err = v[l].handle(); err != nil {
+			return SlotOutput{}, fmt.Errorf("mlxc: slot function V cache %d: %w", l, err)
+		}
+		if !slices.Equal(k[l].Shape(), ks) || !slices.Equal(v[l].Shape(), ks) {
+			return SlotOutput{}, fmt.Errorf("mlxc: slot function: layer %d caches %v and %v, layer 0 %v", l, k[l].Shape(), v[l].Shape(), ks)
+		}
+	}
+	outs := make([]C.mlx_array, 2*L+2)
+	m := C.mlxc_slot_fn_apply(f.c, &outs[0], &outs[1], &outs[2], &outs[2+L], hi, la.c, &hk[0], &hk[L])
+	runtime.KeepAlive(ids)
+	runtime.KeepAlive(k)
+	runtime.KeepAlive(v)
+	if err := cerr("slot function", m); err != nil {
+		for _, h := range outs {
+			if h.ctx != nil {
+				C.mlx_array_free(h)
+			}
+		}
+		return SlotOutput{}, err
+	}
+	o := SlotOutput{Toks: wrap(outs[0]), Logits: wrap(outs[1]), K: make([]*Array, L), V: make([]*Array, L)}
+	for l := 0; l < L; l++ {
+		o.K[l], o.V[l] = wrap(outs[2+l]), wrap(outs[2+L+l])
+	}
+	return o, nil
+}
+
+// Traces says how many times the step's graph has been built op by op:
+// at every call when not compiled; compiled, once per distinct input
+// shapes and dtypes (rows, cache capacity, token dtype), again after
+// Forget. 0 for a closed function.
+func (f *SlotFunc) Traces() int {
+	if f == nil || f.c.p == nil {
+		return 0
+	}
+	return int(C.mlxc_slot_fn_traces(f.c))
+}
+
+// Forget drops the compiled tapes, one per distinct input shapes seen so
+// far, and the few scalar constants each holds in device memory; the next
+// call traces again. A no-op on a closed function.
+func (f *SlotFunc) Forget() error {
+	if f == nil || f.c.p == nil {
+		return nil
+	}
+	return cerr("slot function forget", C.mlxc_slot_fn_forget(f.c))
+}
+
+// Close frees the function and its compiled tapes; closing twice is a
+// no-op.
+func (f *SlotFunc) Close() error {
+	if f == nil || f.c.p == nil {
+		return nil
+	}
+	C.mlxc_slot_fn_free(&f.c)
+	return nil
+}
+
 // SliceUpdate returns a with a[start:stop] replaced by update (whose shape
 // is stop-start), unit strides. MLX writes in place when a's buffer is
 // otherwise unreferenced at evaluation.

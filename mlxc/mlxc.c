@@ -650,6 +650,436 @@ char* mlxc_llama_block_slots(mlx_array* out, mlx_array* k_out, mlx_array* v_out,
   return err;
 }
 
+// ---- Slot step function ----
+
+typedef struct {
+  int n_layers;
+  mlxc_block_cfg cfg;
+  mlxc_block_weights* layers;
+  mlxc_linear embed, head;
+  mlx_array norm;
+  mlx_stream s;
+  mlx_closure raw, fn; // fn: compiled, or raw again when not compiled
+  int compiled;
+  // On the CPU backend RoPE and attention have no kernels: MLX expands
+  // them into graphs of ordinary ops, recomputing RoPE's angles for every
+  // call. There the step writes them out itself (slot_layer), computing
+  // the angles once per step for all layers: fewer nodes to replay.
+  int cpu;
+  // Names the function in MLX's compile cache: a number never reused, so
+  // that a new function cannot meet an old one's tapes (the cache is per
+  // OS thread, and an erase on another thread than the calls' misses).
+  uintptr_t id;
+  int traces; // calls of slot_graph: one per step uncompiled, one per input shapes compiled
+  mlx_array scale, neg; // 1/sqrt(head_dim) and -inf in the activation dtype
+  // A failure inside the traced function reaches mlx_closure_apply as
+  // mlx-c's generic "non-zero value" error: the real message waits here.
+  char err[1024];
+} slot_fn;
+
+static mlx_array own(mlx_array a) {
+  mlx_array r = {NULL};
+  if (a.ctx == NULL) return r;
+  r = mlx_array_new();
+  mlx_array_set(&r, a);
+  return r;
+}
+
+static void drop(mlx_array* a) {
+  if (a->ctx != NULL) mlx_array_free(*a);
+  a->ctx = NULL;
+}
+
+static mlxc_linear own_linear(const mlxc_linear* l) {
+  mlxc_linear o = *l;
+  o.w = own(l->w);
+  o.scales = own(l->scales);
+  o.biases = own(l->biases);
+  return o;
+}
+
+static void drop_linear(mlxc_linear* l) {
+  drop(&l->w);
+  drop(&l->scales);
+  drop(&l->biases);
+}
+
+static void slot_fn_dtor(void* payload) {
+  slot_fn* f = payload;
+  for (int l = 0; l < f->n_layers; l++) {
+    mlxc_block_weights* w = &f->layers[l];
+    drop(&w->attn_norm);
+    drop(&w->mlp_norm);
+    mlxc_linear* ls[7] = {&w->q, &w->k, &w->v, &w->o, &w->gate, &w->up, &w->down};
+    for (int i = 0; i < 7; i++) drop_linear(ls[i]);
+  }
+  free(f->layers);
+  drop_linear(&f->embed);
+  drop_linear(&f->head);
+  drop(&f->norm);
+  drop(&f->cfg.rope_freqs);
+  drop(&f->scale);
+  drop(&f->neg);
+  mlx_stream_free(f->s);
+  free(f);
+}
+
+// The per-step arrays every layer shares.
+typedef struct {
+  mlx_array rows, lens; // [B] int32: scatter rows 0..B-1, and each row's column and position
+  mlx_array mask;       // [B, 1, 1, C] bool: column j visible to row i iff j <= lens[i]
+  mlx_array cos, sin;   // [B, 1, 1, head_dim/2] RoPE factors (f->cpu only)
+} slot_ctx;
+
+// rope_rot rotates x [B, n, 1, hd] by c's factors, as MLX's own RoPE
+// fallback does (non-traditional layout: halves, not pairs).
+static int rope_rot(pool* p, mlx_array* res, mlx_array x, int B, int n, int hd, const slot_ctx* c, mlx_stream s) {
+  int h = hd / 2;
+  int st[4] = {0, 0, 0, 0}, mid[4] = {B, n, 1, h}, st2[4] = {0, 0, 0, h}, end[4] = {B, n, 1, hd}, one[4] = {1, 1, 1, 1};
+  mlx_array *x1 = fresh(p), *x2 = fresh(p), *a = fresh(p), *b = fresh(p), *o1 = fresh(p), *c1 = fresh(p), *d = fresh(p),
+            *o2 = fresh(p);
+  if (mlx_slice(x1, x, st, 4, mid, 4, one, 4, s) || mlx_slice(x2, x, st2, 4, end, 4, one, 4, s)) return 1;
+  if (mlx_multiply(a, *x1, c->cos, s) || mlx_multiply(b, *x2, c->sin, s) || mlx_subtract(o1, *a, *b, s)) return 1;
+  if (mlx_multiply(c1, *x1, c->sin, s) || mlx_multiply(d, *x2, c->cos, s) || mlx_add(o2, *c1, *d, s)) return 1;
+  mlx_array parts[2] = {*o1, *o2};
+  mlx_vector_array v = mlx_vector_array_new_data(parts, 2);
+  int rc = mlx_concatenate_axis(res, v, 3, s);
+  mlx_vector_array_free(v);
+  return rc;
+}
+
+// slot_layer is one decoder layer of a slot step on x [B, hidden] (2-D:
+// one token per row needs no sequence axis, and 2-D projections need no
+// flatten/unflatten around their matmuls); kc/vc the layer's slot caches
+// [R, kv, C, hd]. Same computation as block_core with a slot step of
+// width C.
+static char* slot_layer(pool* p, slot_fn* f, mlx_array* out, mlx_array* k_out, mlx_array* v_out, mlx_array x,
+                        const mlxc_block_weights* w, mlx_array kc, mlx_array vc, const slot_ctx* c, mlx_stream s) {
+  char* err = NULL;
+  const mlxc_block_cfg* cfg = &f->cfg;
+  int B = mlx_array_shape(x)[0], R = mlx_array_shape(kc)[0], C = mlx_array_shape(kc)[2];
+  int nh = cfg->n_heads, nkv = cfg->n_kv_heads, hd = cfg->head_dim;
+  mlx_optional_float base = {cfg->rope_base, cfg->rope_freqs.ctx == NULL};
+  mlx_array *h = fresh(p), *q = fresh(p), *k = fresh(p), *v = fresh(p);
+  TRY(mlx_fast_rms_norm(h, x, w->attn_norm, cfg->eps, s));
+  TRY(linear(p, q, *h, &w->q, s));
+  TRY(linear(p, k, *h, &w->k, s));
+  TRY(linear(p, v, *h, &w->v, s));
+  int qs[4] = {B, nh, 1, hd}, ks[4] = {B, nkv, 1, hd};
+  mlx_array *qh = fresh(p), *kh = fresh(p), *qr = fresh(p), *kr = fresh(p);
+  TRY(mlx_reshape(qh, *q, qs, 4, s));
+  TRY(mlx_reshape(kh, *k, ks, 4, s));
+  if (f->cpu) {
+    TRY(rope_rot(p, qr, *qh, B, nh, hd, c, s));
+    TRY(rope_rot(p, kr, *kh, B, nkv, hd, c, s));
+  } else {
+    TRY(mlx_fast_rope_dynamic(qr, *qh, hd, false, base, 1.0f, c->lens, cfg->rope_freqs, s));
+    TRY(mlx_fast_rope_dynamic(kr, *kh, hd, false, base, 1.0f, c->lens, cfg->rope_freqs, s));
+  }
+  // One scatter per cache writes every row's new column in place (MLX
+  // donates the cache's buffer when nothing else holds it).
+  int ush[5] = {B, 1, nkv, 1, hd};
+  mlx_array *ku = fresh(p), *vu = fresh(p), *kall = fresh(p), *vall = fresh(p);
+  TRY(mlx_reshape(ku, *kr, ush, 5, s));
+  TRY(mlx_reshape(vu, *v, ush, 5, s));
+  {
+    mlx_array idx[2] = {c->rows, c->lens};
+    int axes[2] = {0, 2};
+    mlx_vector_array vi = mlx_vector_array_new_data(idx, 2);
+    int rk = mlx_scatter(k_out, kc, vi, *ku, axes, 2, s);
+    int rv = rk ? 1 : mlx_scatter(v_out, vc, vi, *vu, axes, 2, s);
+    mlx_vector_array_free(vi);
+    TRY(rk || rv);
+  }
+  if (B < R) {
+    int start[4] = {0, 0, 0, 0}, stop[4] = {B, nkv, C, hd}, str[4] = {1, 1, 1, 1};
+    TRY(mlx_slice(kall, *k_out, start, 4, stop, 4, str, 4, s));
+    TRY(mlx_slice(vall, *v_out, start, 4, stop, 4, str, 4, s));
+  } else {
+    TRY(mlx_array_set(kall, *k_out));
+    TRY(mlx_array_set(vall, *v_out));
+  }
+  mlx_array *att = fresh(p), *att2 = fresh(p);
+  if (f->cpu) {
+    // Grouped-query attention with the query heads of one KV head as the
+    // rows of one matmul: [B, kv, rep, hd] x [B, kv, hd, C].
+    int g4[4] = {B, nkv, nh / nkv, hd}, perm[4] = {0, 1, 3, 2};
+    mlx_array *qs2 = fresh(p), *qg = fresh(p), *kt = fresh(p), *sc = fresh(p), *sm = fresh(p), *pr = fresh(p);
+    TRY(mlx_multiply(qs2, *qr, f->scale, s));
+    TRY(mlx_reshape(qg, *qs2, g4, 4, s));
+    TRY(mlx_transpose_axes(kt, *kall, perm, 4, s));
+    TRY(mlx_matmul(sc, *qg, *kt, s));
+    TRY(mlx_where(sm, c->mask, *sc, f->neg, s));
+    TRY(mlx_softmax_axis(pr, *sm, -1, true, s));
+    TRY(mlx_matmul(att, *pr, *vall, s));
+  } else {
+    mlx_array none = {NULL};
+    float scale = 1.0f / sqrtf((float)hd);
+    TRY(mlx_fast_scaled_dot_product_attention(att, *qr, *kall, *vall, scale, "array", c->mask, none, s));
+  }
+  int flat[2] = {B, nh * hd};
+  TRY(mlx_reshape(att2, *att, flat, 2, s));
+  mlx_array *o = fresh(p), *x1 = fresh(p), *h2 = fresh(p), *g = fresh(p), *u = fresh(p), *sg = fresh(p), *act = fresh(p),
+            *m = fresh(p), *d = fresh(p);
+  TRY(linear(p, o, *att2, &w->o, s));
+  TRY(mlx_add(x1, x, *o, s));
+  TRY(mlx_fast_rms_norm(h2, *x1, w->mlp_norm, cfg->eps, s));
+  TRY(linear(p, g, *h2, &w->gate, s));
+  TRY(linear(p, u, *h2, &w->up, s));
+  TRY(mlx_sigmoid(sg, *g, s));
+  TRY(mlx_multiply(act, *g, *sg, s));
+  TRY(mlx_multiply(m, *act, *u, s));
+  TRY(linear(p, d, *m, &w->down, s));
+  TRY(mlx_add(out, *x1, *d, s));
+done:
+  return err;
+}
+
+// slot_graph builds the step: in = ids, lens, k[0..L-1], v[0..L-1]; res
+// gets toks, logits, k'[0..L-1], v'[0..L-1].
+static char* slot_graph(slot_fn* f, mlx_vector_array* res, const mlx_vector_array in) {
+  char* err = NULL;
+  int L = f->n_layers;
+  mlx_stream s = f->s;
+  if (mlx_vector_array_size(in) != (size_t)(2 + 2 * L)) return strdup("mlxc: slot step: wrong number of inputs");
+  mlx_array ids = mlx_array_new();
+  mlx_array* kv = calloc(2 * L, sizeof(mlx_array));
+  mlx_array* outs = calloc(2 + 2 * L, sizeof(mlx_array));
+  pool* p = malloc(sizeof(pool));
+  p->n = 0;
+  mlx_array x = mlx_array_new();
+  slot_ctx c = {mlx_array_new(), mlx_array_new(), mlx_array_new(), mlx_array_new(), mlx_array_new()};
+  for (int i = 0; i < 2 + 2 * L; i++) outs[i] = mlx_array_new();
+  for (int i = 0; i < 2 * L; i++) kv[i] = mlx_array_new();
+  TRY(mlx_vector_array_get(&ids, in, 0));
+  TRY(mlx_vector_array_get(&c.lens, in, 1));
+  for (int i = 0; i < 2 * L; i++) TRY(mlx_vector_array_get(&kv[i], in, 2 + i));
+  if (mlx_array_ndim(ids) != 1 || mlx_array_ndim(kv[0]) != 4) {
+    err = strdup("mlxc: slot step: ids must be [B] and caches [R, kv, C, hd]");
+    goto done;
+  }
+  int B = mlx_array_shape(ids)[0], C = mlx_array_shape(kv[0])[2];
+  {
+    // The mask, the scatter's row indices and RoPE's angles come from lens
+    // inside the graph, so that nothing but lens changes between steps.
+    mlx_array *ar = fresh(p), *lr = fresh(p);
+    int lsh[4] = {B, 1, 1, 1};
+    TRY(mlx_arange(&c.rows, 0, B, 1, MLX_INT32, s));
+    TRY(mlx_arange(ar, 0, C, 1, MLX_INT32, s));
+    TRY(mlx_reshape(lr, c.lens, lsh, 4, s));
+    TRY(mlx_less_equal(&c.mask, *ar, *lr, s));
+    if (f->cpu) {
+      int hd = f->cfg.head_dim, h = hd / 2;
+      mlx_array *pos = fresh(p), *inv = fresh(p), *th = fresh(p), *cs = fresh(p), *sn = fresh(p);
+      TRY(mlx_astype(pos, *lr, MLX_FLOAT32, s));
+      if (f->cfg.rope_freqs.ctx != NULL) {
+        TRY(mlx_reciprocal(inv, f->cfg.rope_freqs, s));
+      } else {
+        mlx_array *ex = fresh(p), *e2 = fresh(p);
+        mlx_array k = mlx_array_new_float32(logf(f->cfg.rope_base) / h);
+        int rc = mlx_arange(ex, 0, -h, -1, MLX_FLOAT32, s) || mlx_multiply(e2, *ex, k, s) || mlx_exp(inv, *e2, s);
+        mlx_array_free(k);
+        TRY(rc);
+      }
+      mlx_dtype t = mlx_array_dtype(f->norm);
+      TRY(mlx_multiply(th, *pos, *inv, s));
+      TRY(mlx_cos(cs, *th, s));
+      TRY(mlx_sin(sn, *th, s));
+      TRY(mlx_astype(&c.cos, *cs, t, s));
+      TRY(mlx_astype(&c.sin, *sn, t, s));
+    }
+  }
+  {
+    const mlxc_linear* em = &f->embed;
+    if (em->scales.ctx == NULL) {
+      TRY(mlx_take_axis(&x, em->w, ids, 0, s));
+    } else {
+      mlx_array *w = fresh(p), *sc = fresh(p), *bi = fresh(p);
+      mlx_array none = {NULL};
+      mlx_optional_dtype dt = {MLX_FLOAT32, false};
+      TRY(mlx_take_axis(w, em->w, ids, 0, s));
+      TRY(mlx_take_axis(sc, em->scales, ids, 0, s));
+      TRY(mlx_take_axis(bi, em->biases, ids, 0, s));
+      TRY(mlx_dequantize(&x, *w, *sc, *bi, opt_int(em->group_size), opt_int(em->bits), "affine", none, dt, s));
+    }
+  }
+  for (int l = 0; l < L; l++) {
+    mlx_array o = mlx_array_new();
+    err = slot_layer(p, f, &o, &outs[2 + l], &outs[2 + L + l], x, &f->layers[l], kv[l], kv[L + l], &c, s);
+    // The layer's temporaries go now: a pool holds one layer's.
+    for (int i = 0; i < p->n; i++) mlx_array_free(p->a[i]);
+    p->n = 0;
+    mlx_array_free(x);
+    x = o;
+    if (err != NULL) goto done;
+  }
+  {
+    mlx_array* nrm = fresh(p);
+    TRY(mlx_fast_rms_norm(nrm, x, f->norm, f->cfg.eps, s));
+    TRY(linear(p, &outs[1], *nrm, &f->head, s));
+    TRY(mlx_argmax_axis(&outs[0], outs[1], -1, false, s));
+  }
+  TRY(mlx_vector_array_set_data(res, outs, 2 + 2 * L));
+done:
+  for (int i = 0; i < p->n; i++) mlx_array_free(p->a[i]);
+  free(p);
+  mlx_array_free(c.rows);
+  mlx_array_free(c.lens);
+  mlx_array_free(c.mask);
+  mlx_array_free(c.cos);
+  mlx_array_free(c.sin);
+  mlx_array_free(x);
+  mlx_array_free(ids);
+  for (int i = 0; i < 2 * L; i++) mlx_array_free(kv[i]);
+  for (int i = 0; i < 2 + 2 * L; i++) mlx_array_free(outs[i]);
+  free(kv);
+  free(outs);
+  return err;
+}
+
+static int slot_fn_call(mlx_vector_array* res, const mlx_vector_array in, void* payload) {
+  slot_fn* f = payload;
+  f->traces++;
+  char* err = slot_graph(f, res, in);
+  if (err == NULL) return 0;
+  snprintf(f->err, sizeof f->err, "%s", err);
+  free(err);
+  return 1;
+}
+
+char* mlxc_slot_fn_new(mlxc_slot_fn* out, const mlxc_block_weights* layers, int n_layers, const mlxc_block_cfg* cfg,
+                       const mlxc_linear* embed, const mlxc_linear* head, mlx_array norm, int compiled, mlx_stream s) {
+  reset();
+  if (n_layers <= 0) return strdup("mlxc: slot step function needs layers");
+  slot_fn* f = calloc(1, sizeof(slot_fn));
+  f->n_layers = n_layers;
+  f->cfg = *cfg;
+  f->cfg.rope_freqs = own(cfg->rope_freqs);
+  f->layers = calloc(n_layers, sizeof(mlxc_block_weights));
+  for (int l = 0; l < n_layers; l++) {
+    const mlxc_block_weights* w = &layers[l];
+    mlxc_block_weights* d = &f->layers[l];
+    d->attn_norm = own(w->attn_norm);
+    d->mlp_norm = own(w->mlp_norm);
+    d->q = own_linear(&w->q);
+    d->k = own_linear(&w->k);
+    d->v = own_linear(&w->v);
+    d->o = own_linear(&w->o);
+    d->gate = own_linear(&w->gate);
+    d->up = own_linear(&w->up);
+    d->down = own_linear(&w->down);
+  }
+  f->embed = own_linear(embed);
+  f->head = own_linear(head);
+  f->norm = own(norm);
+  f->s = mlx_stream_new();
+  mlx_stream_set(&f->s, s);
+  f->compiled = compiled;
+  {
+    mlx_device dev = mlx_device_new();
+    mlx_device_type t = MLX_GPU;
+    if (mlx_stream_get_device(&dev, s) == 0) mlx_device_get_type(&t, dev);
+    mlx_device_free(dev);
+    f->cpu = t == MLX_CPU;
+    // Constants in the activation dtype, so that they promote nothing.
+    mlx_dtype dt = mlx_array_dtype(norm);
+    mlx_array sc = mlx_array_new_float32(1.0f / sqrtf((float)cfg->head_dim)), ng = mlx_array_new_float32(-INFINITY);
+    f->scale = mlx_array_new();
+    f->neg = mlx_array_new();
+    int rc = mlx_astype(&f->scale, sc, dt, s) || mlx_astype(&f->neg, ng, dt, s) || mlx_array_eval(f->scale) ||
+             mlx_array_eval(f->neg);
+    mlx_array_free(sc);
+    mlx_array_free(ng);
+    if (rc) {
+      char* err = take("mlxc: slot step constants failed");
+      slot_fn_dtor(f);
+      return err;
+    }
+  }
+  // The closure owns f from here: its destructor runs when the last copy
+  // (raw, or the compiled wrapper holding raw) is freed.
+  f->raw = mlx_closure_new_func_payload(slot_fn_call, f, slot_fn_dtor);
+  if (f->raw.ctx == NULL) return take("mlx_closure_new_func_payload failed");
+  f->fn = mlx_closure_new();
+  if (compiled) {
+    static _Atomic uintptr_t next_id = 1;
+    f->id = next_id++;
+    if (mlx_detail_compile(&f->fn, f->raw, f->id, false, NULL, 0) != 0) {
+      char* err = take("mlx_detail_compile failed");
+      mlx_closure_free(f->fn);
+      mlx_closure_free(f->raw);
+      return err;
+    }
+  } else {
+    mlx_closure_set(&f->fn, f->raw);
+  }
+  out->p = f;
+  return NULL;
+}
+
+char* mlxc_slot_fn_apply(mlxc_slot_fn fp, mlx_array* toks, mlx_array* logits, mlx_array* k_outs, mlx_array* v_outs,
+                         mlx_array ids, mlx_array lens, const mlx_array* k, const mlx_array* v) {
+  slot_fn* f = fp.p;
+  int L = f->n_layers;
+  char* err = NULL;
+  reset();
+  f->err[0] = 0;
+  mlx_vector_array in = mlx_vector_array_new(), res = mlx_vector_array_new();
+  TRY(mlx_vector_array_append_value(in, ids));
+  TRY(mlx_vector_array_append_value(in, lens));
+  for (int l = 0; l < L; l++) TRY(mlx_vector_array_append_value(in, k[l]));
+  for (int l = 0; l < L; l++) TRY(mlx_vector_array_append_value(in, v[l]));
+  if (mlx_closure_apply(&res, f->fn, in) != 0) {
+    err = f->err[0] ? strdup(f->err) : take("mlx_closure_apply failed");
+    goto done;
+  }
+  // The inputs go before the outputs are handed out, so that the caller's
+  // dropping its own cache handles leaves the scatters sole owners (MLX
+  // then writes in place).
+  mlx_vector_array_free(in);
+  in.ctx = NULL;
+  if (mlx_vector_array_size(res) != (size_t)(2 + 2 * L)) {
+    err = strdup("mlxc: slot step: wrong number of outputs");
+    goto done;
+  }
+  *toks = mlx_array_new();
+  *logits = mlx_array_new();
+  TRY(mlx_vector_array_get(toks, res, 0));
+  TRY(mlx_vector_array_get(logits, res, 1));
+  for (int l = 0; l < L; l++) {
+    k_outs[l] = mlx_array_new();
+    v_outs[l] = mlx_array_new();
+    TRY(mlx_vector_array_get(&k_outs[l], res, 2 + l));
+    TRY(mlx_vector_array_get(&v_outs[l], res, 2 + L + l));
+  }
+done:
+  if (in.ctx) mlx_vector_array_free(in);
+  mlx_vector_array_free(res);
+  return err;
+}
+
+int mlxc_slot_fn_traces(mlxc_slot_fn fp) { return ((slot_fn*)fp.p)->traces; }
+
+char* mlxc_slot_fn_forget(mlxc_slot_fn fp) {
+  slot_fn* f = fp.p;
+  if (!f->compiled) return NULL;
+  CALL(mlx_detail_compile_erase(f->id));
+}
+
+void mlxc_slot_fn_free(mlxc_slot_fn* fp) {
+  slot_fn* f = fp->p;
+  if (f == NULL) return;
+  fp->p = NULL;
+  uintptr_t id = f->id;
+  int compiled = f->compiled;
+  mlx_closure fn = f->fn, raw = f->raw;
+  // Erasing the cache entry drops its tapes (and their references to the
+  // weights); freeing the closures then runs slot_fn_dtor.
+  if (compiled) mlx_detail_compile_erase(id);
+  mlx_closure_free(fn);
+  mlx_closure_free(raw);
+}
+
 char* mlxc_slice_update(mlx_array* res, mlx_array a, mlx_array upd, const int* start, const int* stop, size_t n, mlx_stream s) {
   int str[8] = {1, 1, 1, 1, 1, 1, 1, 1};
   if (n > 8) return strdup("mlxc: slice update of more than 8 axes");

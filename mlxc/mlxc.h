@@ -123,6 +123,39 @@ char* mlxc_llama_block_slots(mlx_array* out, mlx_array* k_out, mlx_array* v_out,
                              mlx_array k_cache, mlx_array v_cache, const mlxc_slot_step* st,
                              mlx_stream s);
 
+// A whole slot decode step (embedding lookup, every layer's
+// mlxc_llama_block_slots over the full cache width, final norm, head,
+// argmax) as one MLX function of its inputs, optionally compiled with
+// mlx_compile: MLX then traces it once per input shapes and replays the
+// recorded tape on later calls instead of running the ops' construction
+// code (shape inference, broadcasting, the CPU backend's fallback
+// expansions of RoPE and attention) again. The function holds its own
+// references to the weights. MLX keeps compiled tapes per OS thread: call
+// (and forget and free) a function from one thread.
+typedef struct {
+  void* p;
+} mlxc_slot_fn;
+// layers: n_layers blocks; embed [vocab, hidden] (dense or quantised);
+// head as linear() takes it (dense transposed [hidden, vocab], or
+// quantised [vocab, hidden]); norm [hidden].
+char* mlxc_slot_fn_new(mlxc_slot_fn* f, const mlxc_block_weights* layers, int n_layers, const mlxc_block_cfg* cfg,
+                       const mlxc_linear* embed, const mlxc_linear* head, mlx_array norm, int compiled, mlx_stream s);
+// ids [B] (int32 or uint32) and lens [B] int32 (tokens held by each of rows
+// 0..B-1, also their RoPE positions); k/v the n_layers slot caches
+// [R >= B, n_kv, C > max(lens), hd]. Sets toks [B] uint32, logits
+// [B, vocab] and k_outs/v_outs (n_layers each) the updated caches. Lazy.
+char* mlxc_slot_fn_apply(mlxc_slot_fn f, mlx_array* toks, mlx_array* logits, mlx_array* k_outs, mlx_array* v_outs,
+                         mlx_array ids, mlx_array lens, const mlx_array* k, const mlx_array* v);
+// Frees the function and drops its compiled tapes from MLX's cache.
+void mlxc_slot_fn_free(mlxc_slot_fn* f);
+// Drops the function's compiled tapes (and the small constants they hold);
+// the next call traces again.
+char* mlxc_slot_fn_forget(mlxc_slot_fn f);
+// How many times the function's graph was built: once per call
+// uncompiled, once per distinct input shapes (since the last forget)
+// compiled.
+int mlxc_slot_fn_traces(mlxc_slot_fn f);
+
 char* mlxc_slice_update(mlx_array* res, mlx_array a, mlx_array upd, const int* start, const int* stop, size_t n, mlx_stream s);
 // Pads a with zeros after the end of each axis i by high[i].
 char* mlxc_pad_zero(mlx_array* res, mlx_array a, const int* high, size_t n, mlx_stream s);

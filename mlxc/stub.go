@@ -111,3 +111,22 @@ func (s *Stream) SliceUpdate(a, update *Array, start, stop []int) (*Array, error
 	return nil, ErrNoMLX
 }
 func (s *Stream) PadEnd(a *Array, high ...int) (*Array, error) { return nil, ErrNoMLX }
+
+// SlotFunc is a compiled slot decode step; see the mlx build.
+type SlotFunc struct{ _ int }
+
+func (s *Stream) NewSlotFunc(cfg BlockConfig, layers []BlockWeights, embed, head Linear, norm *Array, compiled bool) (*SlotFunc, error) {
+	return nil, ErrNoMLX
+}
+func (f *SlotFunc) Apply(ids *Array, lens []int, k, v []*Array) (SlotOutput, error) {
+	return SlotOutput{}, ErrNoMLX
+}
+
+// Traces is 0 here.
+func (f *SlotFunc) Traces() int { return 0 }
+
+// Forget is a no-op here.
+func (f *SlotFunc) Forget() error { return nil }
+
+// Close is a no-op here.
+func (f *SlotFunc) Close() error { return nil }

@@ -42,12 +42,21 @@ func TestStubReturnsErrNoMLX(t *testing.T) {
 		"BlockSlots":       func() error { _, err := s.BlockSlots(BlockConfig{}, &BlockWeights{}, a, a, a, nil); return err },
 		"SliceUpdate":      func() error { _, err := s.SliceUpdate(a, a, nil, nil); return err },
 		"PadEnd":           func() error { _, err := s.PadEnd(a, 1); return err },
+		"NewSlotFunc": func() error {
+			_, err := s.NewSlotFunc(BlockConfig{}, []BlockWeights{{}}, Linear{}, Linear{}, a, true)
+			return err
+		},
+		"SlotFunc.Apply": func() error { _, err := (&SlotFunc{}).Apply(a, []int{1}, nil, nil); return err },
 	}
 	for name, call := range calls {
 		assert.ErrorIs(t, call(), ErrNoMLX, name)
 	}
 	assert.EqualError(t, ErrNoMLX, "mlxc: built without MLX; rebuild with -tags mlx")
 	assert.NoError(t, a.Close(), "Close is safe without MLX")
+	var f *SlotFunc
+	assert.NoError(t, f.Forget())
+	assert.NoError(t, f.Close())
+	assert.Zero(t, f.Traces())
 }
 
 func TestDType(t *testing.T) {

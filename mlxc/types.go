@@ -129,3 +129,19 @@ func (o PaddedOutput) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// SlotOutput is a SlotFunc step's result: Toks [B] uint32, Logits
+// [B, vocab], and per layer the updated slot caches.
+type SlotOutput struct {
+	Toks, Logits *Array
+	K, V         []*Array
+}
+
+// Close frees every array.
+func (o SlotOutput) Close() error {
+	errs := []error{o.Toks.Close(), o.Logits.Close()}
+	for i := range o.K {
+		errs = append(errs, o.K[i].Close(), o.V[i].Close())
+	}
+	return errors.Join(errs...)
+}

@@ -25,8 +25,9 @@ import (
 // new-token count share a Block call on per-sequence caches; once
 // prefilled, a sequence's cache moves into a row of the slot cache
 // (slotCache) and all decoding rows, whatever their lengths, share one
-// BlockSlots call per layer. The older modes (batchGroups, batchPadded)
-// keep decoding caches per sequence, for comparison.
+// BlockSlots call per layer, or by default one call of the whole step
+// compiled (slotFunc). The older modes (batchGroups, batchPadded) keep
+// decoding caches per sequence, for comparison.
 //
 // Weights and activations are in one dtype (float32, float16 or bfloat16);
 // matrices may be MLX affine-quantised, in which case they stay packed on
@@ -61,7 +62,13 @@ type MLX struct {
 	batching batching
 	// slots holds the KV caches of decoding sequences in slots mode.
 	slots slotCache
-	spec  *mlxSpec
+	// slotFn is the whole slot decode step as one compiled MLX function
+	// (slotFunc); nil builds each step's graph op by op (slotGroup).
+	slotFn *mlxc.SlotFunc
+	// slotTraces is slotFn.Traces() when its tapes were last dropped;
+	// maxTapes bounds the tracings since (slotFunc).
+	slotTraces, maxTapes int
+	spec                 *mlxSpec
 	// pipeline builds the next step's graph while MLX computes the current
 	// one (mlxSpec). Only on a GPU: MLX's CPU backend throttles async_eval
 	// to ten tasks in flight (transforms.cpp, MAX_ACTIVE_TASKS), so a
@@ -384,7 +391,9 @@ func buildMLX(c Config, src tensorSource, quantizeDense bool, opt Options, t *ml
 		s.Close()
 		return nil, err
 	}
-	e := &MLX{cfg: c, opt: opt, dtype: dt, s: s, thread: t, seqs: map[SeqID]*mlxSeq{}, maxCtx: opt.MaxContext, pipeline: s.GPU()}
+	// maxTapes: a long run at up to 32 rows meets a few dozen batch sizes
+	// and capacities.
+	e := &MLX{cfg: c, opt: opt, dtype: dt, s: s, thread: t, seqs: map[SeqID]*mlxSeq{}, maxCtx: opt.MaxContext, pipeline: s.GPU(), maxTapes: 64}
 	e.quant = c.Quantization
 	if e.quant == nil && opt.Quantize != 0 {
 		e.quant = &Quantization{GroupSize: QuantizeGroupSize, Bits: opt.Quantize}
@@ -398,6 +407,16 @@ func buildMLX(c Config, src tensorSource, quantizeDense bool, opt Options, t *ml
 	if err := e.upload(c, src); err != nil {
 		e.close()
 		return nil, err
+	}
+	if !opt.NoCompile {
+		head := mlxc.Linear{W: e.headT, Transposed: true}
+		if e.head.Scales != nil {
+			head = e.head
+		}
+		if e.slotFn, err = s.NewSlotFunc(e.bcfg, e.layers, e.embed, head, e.norm, true); err != nil {
+			e.close()
+			return nil, fmt.Errorf("engine mlx: %w", err)
+		}
 	}
 	if e.padPrefill = s.GPU(); e.padPrefill {
 		if err := e.warm(warmPrefillMax); err != nil {
@@ -747,6 +766,9 @@ func (e *MLX) close() error {
 	}
 	e.slots.free()
 	e.seqs, e.order = nil, nil
+	// Before the weights: its compiled tapes hold references to them.
+	e.slotFn.Close()
+	e.slotFn = nil
 	for _, a := range e.owned {
 		a.Close()
 	}
@@ -1667,6 +1689,9 @@ func (e *MLX) slotGroup(gr *mlxGraph, g []*mlxRow, lazy bool) error {
 	if err := e.slotGrow(B, width); err != nil {
 		return err
 	}
+	if e.slotFn != nil {
+		return e.slotFunc(gr, ordered, lens, lazy)
+	}
 	st, err := mlxc.NewSlotStep(lens, width)
 	if err != nil {
 		return err
@@ -1718,6 +1743,51 @@ func (e *MLX) slotGroup(gr *mlxGraph, g []*mlxRow, lazy bool) error {
 	}
 	gr.toks, err = e.s.Argmax(gr.logits, -1, false)
 	return err
+}
+
+// slotFunc builds the slot step of ordered (the slot rows in row order,
+// holding lens tokens) with the compiled step function: one cgo crossing
+// and a replay of its recorded graph, where slotGroup constructs ~30 MLX
+// operations per layer (many more on the CPU backend, which expands RoPE
+// and attention into fallback graphs) at every step. The price is
+// attention over all colCap columns instead of the longest row's: at most
+// twice the columns, since capacity doubles.
+func (e *MLX) slotFunc(gr *mlxGraph, ordered []*mlxRow, lens []int, lazy bool) error {
+	var idx *mlxc.Array
+	var err error
+	if lazy {
+		idx, err = e.slotInputs(ordered)
+	} else {
+		// uint32, as the argmax tokens a pipelined step takes: one tape
+		// serves both.
+		ids := make([]uint32, len(ordered))
+		for i, r := range ordered {
+			ids[i] = uint32(r.sq.lastTok)
+		}
+		idx, err = mlxc.FromUint32(ids, len(ids))
+	}
+	if err != nil {
+		return err
+	}
+	o, err := e.slotFn.Apply(idx, lens, e.slots.k, e.slots.v)
+	idx.Close()
+	if err != nil {
+		return err
+	}
+	// A tape per batch size and cache capacity seen: kept across idle
+	// periods (a trace costs ~1 ms, which every sequential request's first
+	// decode step would pay again), but not without bound, since each
+	// holds its nodes in host memory and a few scalar constants on the
+	// device.
+	if n := e.slotFn.Traces(); n-e.slotTraces > e.maxTapes {
+		if err := e.slotFn.Forget(); err != nil {
+			o.Close()
+			return err
+		}
+		e.slotTraces = n
+	}
+	gr.toks, gr.logits, gr.slotK, gr.slotV = o.Toks, o.Logits, o.K, o.V
+	return nil
 }
 
 // slotInputs gathers the slot rows' last tokens on the device for a

@@ -96,6 +96,12 @@ func TestMLXMemoryBackToBaseline(t *testing.T) {
 		base, err := mlxc.Memory()
 		require.NoError(t, err)
 		runCycles(t, e, rand.New(rand.NewPCG(3, 3)), c.VocabSize)
+		// The compiled step's tapes stay (each holds a few scalar
+		// constants on the device), on purpose: dropped, nothing but the
+		// weights is left.
+		var ferr error
+		e.thread.do(func() { ferr = e.slotFn.Forget() })
+		require.NoError(t, ferr)
 		after, err := mlxc.Memory()
 		require.NoError(t, err)
 		assert.Equal(t, base.Active, after.Active, "batching %d", m)
@@ -644,32 +650,47 @@ func checkPipelinedStepsEqual(t *testing.T, mode batching) {
 // where back-to-back steps show pipelining gains nothing). "pipelined"
 // builds the next step's graph while the current one computes (the
 // engine's mode on a GPU); "serial" builds each graph in its own step (its
-// mode on a CPU, see MLX.pipeline).
+// mode on a CPU, see MLX.pipeline); "serial-ops" is serial with
+// Options.NoCompile, each step's graph built op by op. outside-eval-% is
+// 100·median(step − its time inside mlxc.Eval) / median(step), both from
+// the same step, so much steadier than overhead-% on a busy machine; it
+// is meaningful in the serial modes only (a pipelined step computes
+// inside AsyncEval).
 //
-// Measured on MLX 0.31.2, CPU backend, 2 shared (busy) cores, float32:
-// small batch 1 serial: step ~2.9 ms, overhead ~180 µs (5.3-6.8 %), build
-// ~180 µs, so the overhead is graph building: 4 layers of ~28 MLX
-// operations, ~45 µs per layer, about half constructing and half (perf)
-// freeing C++ graph nodes; Go code itself is a few µs. Batch 8: step
-// ~13 ms, overhead 1.3-2.4 %. Pipelining does not help on the CPU (MLX
-// throttles async_eval there) but hides the build behind GPU compute. A
-// shapeless mlx_compile of the layer fails on the CPU backend because
-// fast::rope and fast::scaled_dot_product_attention expand there into
-// fallback graphs with Slice nodes ("[Primitive::output_shapes] Slice cannot
-// infer output shapes"), and a shape-keyed compile would retrace every step
-// as the caches grow.
+// Measured on MLX 0.31.2, CPU backend, 2 shared (busy) cores, float32,
+// small batch 1, three runs of 100 steps, serial / serial-ops: build
+// 103-117 / 186-203 µs, outside-eval 7.8-9.5 / 9.4-10.2 %, step 2.04-2.27
+// / 2.59-2.84 ms (440-491 / 352-386 tokens/s); overhead-% swings from -2
+// to +10 % between runs of either. Op by op, the build was 4 layers of ~75
+// MLX nodes (the CPU backend expands RoPE, RMSNorm and attention into
+// ordinary ops), about half constructing and half freeing C++ graph nodes.
+// Compiled (MLX.slotFunc) a step replays a tape of ~180 nodes (RoPE's
+// angles shared by all layers, attention written out as two matmuls,
+// 2-D projections, elementwise chains fused), which also makes evaluation
+// faster (fewer nodes to schedule). What is left at batch 1 (timed inside
+// Step, 400 steps, twice): the build, 95-110 µs (the replay, ~0.2 µs per
+// node when warm, ~0.6 µs in a step whose compute has just evicted the
+// caches, with the ids and lengths arrays and the call); waking the
+// caller's goroutine when the engine's locked thread is done, 40-60 µs
+// (OpenBLAS's idle threads spin with sched_yield on the 2 cores; 23-25 µs
+// with OPENBLAS_NUM_THREADS=1, whose slower matmuls cost more); handing
+// the step to that thread ~5 µs; the rest (bookkeeping, token read-back)
+// ~10 µs. Batch 8, three runs on a quieter machine, serial / serial-ops:
+// step 4.8-5.0 / 5.5-6.0 ms, build 99-141 / 202-217 µs, outside-eval
+// 3.4-3.5 / 4.8-5.5 %. Pipelining does not help on the CPU (MLX throttles async_eval
+// there) but hides the build behind GPU compute.
 func BenchmarkMLXStepOverhead(b *testing.B) {
 	for _, preset := range []string{"small", "tiny"} {
 		for _, batch := range []int{1, 8} {
-			for _, mode := range []string{"pipelined", "serial"} {
+			for _, mode := range []string{"pipelined", "serial", "serial-ops"} {
 				b.Run(fmt.Sprintf("%s/batch=%d/%s", preset, batch, mode), func(b *testing.B) {
-					e, c := newBenchMLX(b, preset, Options{})
+					e, c := newBenchMLX(b, preset, Options{NoCompile: mode == "serial-ops"})
 					e.pipeline = mode == "pipelined"
 					ctx := context.Background()
 					// Prefill, then a first decode so the pipeline is primed.
 					d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, prime: 2, promptLen: func(int) int { return 64 }}
 					d.refill()
-					var steps, evals, builds []float64
+					var steps, evals, builds, outside []float64
 					b.ReportAllocs()
 					b.ResetTimer()
 					for i := 0; i < b.N; i++ {
@@ -678,6 +699,7 @@ func BenchmarkMLXStepOverhead(b *testing.B) {
 							d.refill()
 							b.StartTimer()
 						}
+						ev0 := e.evalTime
 						t0 := time.Now()
 						if _, err := e.Step(ctx); err != nil {
 							b.Fatal(err)
@@ -685,6 +707,7 @@ func BenchmarkMLXStepOverhead(b *testing.B) {
 						step := time.Since(t0)
 						if i%16 != 0 {
 							steps = append(steps, float64(step.Microseconds()))
+							outside = append(outside, float64((step - (e.evalTime - ev0)).Microseconds()))
 						}
 						if i%16 != 15 {
 							continue
@@ -743,6 +766,7 @@ func BenchmarkMLXStepOverhead(b *testing.B) {
 					b.ReportMetric(md, "overhead-µs")
 					b.ReportMetric(med(builds), "build-µs")
 					b.ReportMetric(100*md/ms, "overhead-%")
+					b.ReportMetric(100*med(outside)/ms, "outside-eval-%")
 					b.ReportMetric(float64(batch)*1e6/ms, "tokens/s")
 				})
 			}
@@ -900,4 +924,106 @@ func TestGrownCap(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, grownCap(tc.have, tc.need, tc.limit), "%+v", tc)
 	}
+}
+
+// The compiled slot step (the default) gives the tokens and logits of the
+// op-by-op one (Options.NoCompile) across row and column capacity growths
+// and row moves, serial and pipelined, and replays its tapes: it traces
+// once per input shapes, not once per step.
+func TestMLXCompiledSlotsMatchUncompiled(t *testing.T) {
+	c, w := tinyModel(t, 23)
+	r := rand.New(rand.NewPCG(23, 23))
+	var prompts [][]int32
+	for _, n := range []int{3, 9, 17, 1, 30, 62, 5, 12} {
+		prompts = append(prompts, randomPrompt(r, n, c.VocabSize))
+	}
+	type event struct{ admit, retire []SeqID }
+	schedule := map[int]event{
+		0: {admit: []SeqID{0, 1, 2}},
+		2: {admit: []SeqID{3, 4, 5}}, // five rows: rowCap 4 -> 8
+		5: {retire: []SeqID{1}},      // the last row moves into row 1
+		6: {admit: []SeqID{6}},
+		9: {retire: []SeqID{0, 6}},
+	}
+	const steps, stable = 16, 6 // the last `stable` steps change no shape
+	run := func(noCompile, pipeline bool) [][]SeqOutput {
+		e, err := NewMLX(c, w, Options{Model: "test", RecordLogits: true, NoCompile: noCompile})
+		require.NoError(t, err)
+		defer e.Close()
+		e.pipeline = pipeline
+		require.Equal(t, noCompile, e.slotFn == nil)
+		var out [][]SeqOutput
+		traces := 0
+		for s := 0; s < steps; s++ {
+			ev := schedule[s]
+			for _, id := range ev.retire {
+				require.NoError(t, e.Retire(id))
+			}
+			for _, id := range ev.admit {
+				require.NoError(t, e.Admit(Sequence{ID: id, Prompt: prompts[id]}))
+			}
+			if s == steps-stable {
+				traces = e.slotFn.Traces()
+			}
+			res, err := e.Step(context.Background())
+			require.NoError(t, err)
+			for _, o := range res.Outputs {
+				require.NoError(t, o.Err)
+			}
+			slices.SortFunc(res.Outputs, func(a, b SeqOutput) int { return int(a.ID - b.ID) })
+			out = append(out, res.Outputs)
+		}
+		assert.Equal(t, 8, e.slots.rowCap, "rows grew")
+		assert.Equal(t, 128, e.slots.colCap, "columns grew (sequence 5 passed 64 tokens)")
+		if !noCompile {
+			assert.Equal(t, traces, e.slotFn.Traces(), "steps of unchanged shapes replay a tape")
+			assert.Less(t, e.slotFn.Traces(), steps-stable, "fewer traces than slot steps")
+		}
+		return out
+	}
+	for _, pipeline := range []bool{false, true} {
+		want, got := run(true, pipeline), run(false, pipeline)
+		require.Equal(t, len(want), len(got))
+		for s := range want {
+			require.Len(t, got[s], len(want[s]), "step %d", s)
+			for i, o := range want[s] {
+				g := got[s][i]
+				require.Equal(t, o.ID, g.ID, "step %d", s)
+				assert.Equal(t, o.Token, g.Token, "pipeline %v step %d seq %d", pipeline, s, o.ID)
+				assert.Equal(t, o.Context, g.Context, "pipeline %v step %d seq %d", pipeline, s, o.ID)
+				ref := make([]float64, len(o.Logits))
+				for j, v := range o.Logits {
+					ref[j] = float64(v)
+				}
+				assert.Less(t, maxRelDiff(g.Logits, ref), 1e-5, "pipeline %v step %d seq %d", pipeline, s, o.ID)
+			}
+		}
+	}
+}
+
+// The compiled step's tapes outlive idle periods (a sequence decoding
+// alone again replays the tape of the last one) but not a bound: past
+// maxTapes new tracings they are dropped.
+func TestMLXSlotTapes(t *testing.T) {
+	c, w := tinyModel(t, 24)
+	e := newMLXForChecks(t, c, w).(*MLX)
+	r := rand.New(rand.NewPCG(24, 24))
+	decode := func(id SeqID, n int) {
+		require.NoError(t, e.Admit(Sequence{ID: id, Prompt: randomPrompt(r, n, c.VocabSize)}))
+		for s := 0; s < 3; s++ {
+			_, err := e.Step(context.Background())
+			require.NoError(t, err)
+		}
+		require.NoError(t, e.Retire(id))
+	}
+	decode(0, 5)
+	traces := e.slotFn.Traces()
+	require.Positive(t, traces)
+	decode(1, 7) // same batch size and capacities after an idle engine
+	assert.Equal(t, traces, e.slotFn.Traces(), "replayed")
+	assert.Zero(t, e.slotTraces, "nothing dropped yet")
+	e.maxTapes = 1
+	decode(2, 100) // a wider cache: a second tape, over the bound
+	assert.Equal(t, traces+1, e.slotTraces, "tapes dropped at the second")
+	assert.Equal(t, traces+2, e.slotFn.Traces(), "the next step traced again")
 }

@@ -31,6 +31,11 @@ type Options struct {
 	// they come. A model directory already quantised to other bits is an
 	// error.
 	Quantize int
+	// NoCompile makes the mlx engine build every slot decode step's graph
+	// op by op instead of replaying one compiled with MLX's compile (see
+	// MLX.slotFunc); for comparison and as a way out should compile
+	// misbehave on some backend.
+	NoCompile bool
 }
 
 // DTypeNames lists the values of Options.DType.
