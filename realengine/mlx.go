@@ -408,7 +408,7 @@ func buildMLX(c Config, src tensorSource, quantizeDense bool, opt Options, t *ml
 		e.close()
 		return nil, err
 	}
-	if !opt.NoCompile {
+	if opt.Compile == "on" || opt.Compile == "" && !s.GPU() {
 		head := mlxc.Linear{W: e.headT, Transposed: true}
 		if e.head.Scales != nil {
 			head = e.head

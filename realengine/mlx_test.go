@@ -651,7 +651,7 @@ func checkPipelinedStepsEqual(t *testing.T, mode batching) {
 // builds the next step's graph while the current one computes (the
 // engine's mode on a GPU); "serial" builds each graph in its own step (its
 // mode on a CPU, see MLX.pipeline); "serial-ops" is serial with
-// Options.NoCompile, each step's graph built op by op. outside-eval-% is
+// Options.Compile "off", each step's graph built op by op. outside-eval-% is
 // 100·median(step − its time inside mlxc.Eval) / median(step), both from
 // the same step, so much steadier than overhead-% on a busy machine; it
 // is meaningful in the serial modes only (a pipelined step computes
@@ -684,7 +684,7 @@ func BenchmarkMLXStepOverhead(b *testing.B) {
 		for _, batch := range []int{1, 8} {
 			for _, mode := range []string{"pipelined", "serial", "serial-ops"} {
 				b.Run(fmt.Sprintf("%s/batch=%d/%s", preset, batch, mode), func(b *testing.B) {
-					e, c := newBenchMLX(b, preset, Options{NoCompile: mode == "serial-ops"})
+					e, c := newBenchMLX(b, preset, Options{Compile: map[bool]string{true: "off", false: "on"}[mode == "serial-ops"]})
 					e.pipeline = mode == "pipelined"
 					ctx := context.Background()
 					// Prefill, then a first decode so the pipeline is primed.
@@ -927,7 +927,7 @@ func TestGrownCap(t *testing.T) {
 }
 
 // The compiled slot step (the default) gives the tokens and logits of the
-// op-by-op one (Options.NoCompile) across row and column capacity growths
+// op-by-op one (Options.Compile "off") across row and column capacity growths
 // and row moves, serial and pipelined, and replays its tapes: it traces
 // once per input shapes, not once per step.
 func TestMLXCompiledSlotsMatchUncompiled(t *testing.T) {
@@ -947,7 +947,7 @@ func TestMLXCompiledSlotsMatchUncompiled(t *testing.T) {
 	}
 	const steps, stable = 16, 6 // the last `stable` steps change no shape
 	run := func(noCompile, pipeline bool) [][]SeqOutput {
-		e, err := NewMLX(c, w, Options{Model: "test", RecordLogits: true, NoCompile: noCompile})
+		e, err := NewMLX(c, w, Options{Model: "test", RecordLogits: true, Compile: map[bool]string{true: "off", false: "on"}[noCompile]})
 		require.NoError(t, err)
 		defer e.Close()
 		e.pipeline = pipeline

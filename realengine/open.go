@@ -31,11 +31,11 @@ type Options struct {
 	// they come. A model directory already quantised to other bits is an
 	// error.
 	Quantize int
-	// NoCompile makes the mlx engine build every slot decode step's graph
-	// op by op instead of replaying one compiled with MLX's compile (see
-	// MLX.slotFunc); for comparison and as a way out should compile
-	// misbehave on some backend.
-	NoCompile bool
+	// Compile says whether the mlx engine replays its slot decode step as
+	// one function compiled with MLX's compile (see MLX.slotFn) rather than
+	// building its graph op by op: "on", "off", or "" for the default,
+	// on for the CPU and off on a GPU, where it has not been measured yet.
+	Compile string
 }
 
 // DTypeNames lists the values of Options.DType.
@@ -50,6 +50,9 @@ func (o Options) check() error {
 	}
 	if o.Quantize != 0 && o.Quantize != 4 && o.Quantize != 8 {
 		return fmt.Errorf("quantize %d not supported (4 or 8 bits, or 0 for none)", o.Quantize)
+	}
+	if o.Compile != "" && o.Compile != "on" && o.Compile != "off" {
+		return fmt.Errorf("compile %q not supported (on or off)", o.Compile)
 	}
 	return nil
 }
@@ -74,6 +77,9 @@ func Open(engine string, opt Options) (Engine, error) {
 		}
 		if opt.Quantize != 0 {
 			return nil, fmt.Errorf("engine cpu: quantize %d not supported (the cpu engine computes in float32; use --engine mlx)", opt.Quantize)
+		}
+		if opt.Compile != "" {
+			return nil, fmt.Errorf("engine cpu: compile %q not supported (it compiles MLX graphs; use --engine mlx)", opt.Compile)
 		}
 		c, w, err := LoadWeights(opt.Model, opt.Seed)
 		if err != nil {

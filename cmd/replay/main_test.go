@@ -48,6 +48,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"calibrate", "--model", "tiny", "--dtype", "bfloat16", "--out", filepath.Join(dir, "p.json")}, `engine cpu: dtype "bfloat16" not supported (only float32`},
 		{[]string{"calibrate", "--model", "tiny", "--quantize", "4", "--out", filepath.Join(dir, "p.json")}, "engine cpu: quantize 4 not supported"},
 		{[]string{"--trace", filepath.Join(dir, "none.parquet"), "--model", "tiny"}, "none.parquet"},
+		{[]string{"--model", "tiny", "--compile", "maybe"}, `compile "maybe" not supported (on or off)`},
+		{[]string{"--model", "tiny", "--compile", "on"}, `engine cpu: compile "on" not supported`},
 		{[]string{"--trace", seedTrace, "--model", "tiny", "--clients", "1", "--max-requests", "3", "--out", exists, "--quiet"}, "already exists"},
 		{[]string{"--model", "tiny", "--table", filepath.Join(dir, "t.parquet")}, "--table writes a sweep table: add --sweep"},
 		{[]string{"--model", "tiny", "--sweep", "fixed:window=1ms..2ms/1ms", "--profile", "seed-llama3.2-3b", "--predict", "--plot", filepath.Join(dir, "p.png")}, "draw with simplot panel"},
