@@ -54,6 +54,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--model", "tiny", "--table", filepath.Join(dir, "t.parquet")}, "--table writes a sweep table: add --sweep"},
 		{[]string{"--model", "tiny", "--sweep", "fixed:window=1ms..2ms/1ms", "--profile", "seed-llama3.2-3b", "--predict", "--plot", filepath.Join(dir, "p.png")}, "draw with simplot panel"},
 		{[]string{"--model", "tiny", "--sweep", "fixed:window=1ms"}, "no range"},
+		{[]string{"--model", "tiny", "--sweep", "fixed:window=1ms..2ms/1ms", "--policy", "adaptive"}, "give one"},
 		{[]string{"--model", "tiny", "--sweep", "fixed:window=1ms..2ms/1ms", "--sweep", "fixed:bogus=1..2/1"}, "sweep fixed:bogus=1..2/1: fixed:bogus=1:"},
 		{[]string{"--trace", seedTrace, "--model", "tiny", "--clients", "1", "--sweep", "fixed:window=1ms..2ms/1ms", "--table", exists, "--quiet"}, "already exists"},
 	} {

@@ -41,6 +41,7 @@ type options struct {
 	predict, calibrate             bool
 	changedMode, changedBatch      bool
 	changedBudget, changedOverhead bool
+	changedPolicy                  bool
 }
 
 func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -81,6 +82,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	o.changedMode, o.changedBatch = fs.Changed("mode"), fs.Changed("max-batch")
 	o.changedBudget, o.changedOverhead = fs.Changed("token-budget"), fs.Changed("overhead-ms")
+	o.changedPolicy = fs.Changed("policy")
 	if err := doReplay(ctx, o, stdout, stderr); err != nil {
 		return fail(stderr, "replay", err)
 	}
@@ -304,6 +306,9 @@ func (o options) points() ([]sim.SweepPoint, error) {
 			return nil, usageError{fmt.Errorf("policy %s: %v", o.policy, err)}
 		}
 		return []sim.SweepPoint{{Spec: o.policy}}, nil
+	}
+	if o.changedPolicy {
+		return nil, usageError{errors.New("--policy and --sweep both name the policies to run: give one")}
 	}
 	var points []sim.SweepPoint
 	for _, sw := range o.sweeps {
