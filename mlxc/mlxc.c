@@ -384,6 +384,22 @@ static mlx_array* fresh(pool* p) {
   return &p->a[p->n++];
 }
 
+// scatter_kv writes each row's new key k and value v into the caches kc
+// and vc at (rows[i], cols[i]) along axes 0 and 2: one scatter per cache,
+// in place when MLX can donate the cache's buffer (nothing else holds it).
+static int scatter_kv(pool* p, mlx_array* k_out, mlx_array* v_out, mlx_array kc, mlx_array vc, mlx_array k,
+                      mlx_array v, mlx_array rows, mlx_array cols, int B, int nkv, int hd, mlx_stream s) {
+  int ush[5] = {B, 1, nkv, 1, hd};
+  mlx_array *ku = fresh(p), *vu = fresh(p);
+  if (mlx_reshape(ku, k, ush, 5, s) != 0 || mlx_reshape(vu, v, ush, 5, s) != 0) return 1;
+  mlx_array idx[2] = {rows, cols};
+  int axes[2] = {0, 2};
+  mlx_vector_array vi = mlx_vector_array_new_data(idx, 2);
+  int r = mlx_scatter(k_out, kc, vi, *ku, axes, 2, s) != 0 || mlx_scatter(v_out, vc, vi, *vu, axes, 2, s) != 0;
+  mlx_vector_array_free(vi);
+  return r;
+}
+
 static int linear(pool* p, mlx_array* res, mlx_array x, const mlxc_linear* l, mlx_stream s) {
   if (l->scales.ctx != NULL)
     return mlx_quantized_matmul(res, x, l->w, l->scales, l->biases, true, opt_int(l->group_size), opt_int(l->bits), "affine", s);
@@ -447,20 +463,9 @@ static char* block_core(pool* p, mlx_array* out, mlx_array* k_out, mlx_array* v_
   }
   mlx_array *kall = fresh(p), *vall = fresh(p), *kfull = fresh(p), *vfull = fresh(p);
   if (sl != NULL) {
-    // One scatter per cache writes every row's new column in place (MLX
-    // donates the cache's buffer when nothing else holds it), and one
+    // Every row's new column goes in with one scatter per cache, and one
     // slice gives the attended view: no per-row work and no copy.
-    int ush[5] = {B, 1, nkv, 1, hd};
-    mlx_array *ku = fresh(p), *vu = fresh(p);
-    TRY(mlx_reshape(ku, *kr, ush, 5, s));
-    TRY(mlx_reshape(vu, *vh, ush, 5, s));
-    mlx_array idx[2] = {sl->rows, sl->cols};
-    int axes[2] = {0, 2};
-    mlx_vector_array vi = mlx_vector_array_new_data(idx, 2);
-    int rk = mlx_scatter(kfull, k_cache, vi, *ku, axes, 2, s);
-    int rv = rk ? 1 : mlx_scatter(vfull, v_cache, vi, *vu, axes, 2, s);
-    mlx_vector_array_free(vi);
-    TRY(rk || rv);
+    TRY(scatter_kv(p, kfull, vfull, k_cache, v_cache, *kr, *vh, sl->rows, sl->cols, B, nkv, hd, s));
     int start[4] = {0, 0, 0, 0}, stop[4] = {B, nkv, sl->width, hd}, str[4] = {1, 1, 1, 1};
     TRY(mlx_slice(kall, *kfull, start, 4, stop, 4, str, 4, s));
     TRY(mlx_slice(vall, *vfull, start, 4, stop, 4, str, 4, s));
@@ -776,21 +781,8 @@ static char* slot_layer(pool* p, slot_fn* f, mlx_array* out, mlx_array* k_out, m
     TRY(mlx_fast_rope_dynamic(qr, *qh, hd, false, base, 1.0f, c->lens, cfg->rope_freqs, s));
     TRY(mlx_fast_rope_dynamic(kr, *kh, hd, false, base, 1.0f, c->lens, cfg->rope_freqs, s));
   }
-  // One scatter per cache writes every row's new column in place (MLX
-  // donates the cache's buffer when nothing else holds it).
-  int ush[5] = {B, 1, nkv, 1, hd};
-  mlx_array *ku = fresh(p), *vu = fresh(p), *kall = fresh(p), *vall = fresh(p);
-  TRY(mlx_reshape(ku, *kr, ush, 5, s));
-  TRY(mlx_reshape(vu, *v, ush, 5, s));
-  {
-    mlx_array idx[2] = {c->rows, c->lens};
-    int axes[2] = {0, 2};
-    mlx_vector_array vi = mlx_vector_array_new_data(idx, 2);
-    int rk = mlx_scatter(k_out, kc, vi, *ku, axes, 2, s);
-    int rv = rk ? 1 : mlx_scatter(v_out, vc, vi, *vu, axes, 2, s);
-    mlx_vector_array_free(vi);
-    TRY(rk || rv);
-  }
+  mlx_array *kall = fresh(p), *vall = fresh(p);
+  TRY(scatter_kv(p, k_out, v_out, kc, vc, *kr, *v, c->rows, c->lens, B, nkv, hd, s));
   if (B < R) {
     int start[4] = {0, 0, 0, 0}, stop[4] = {B, nkv, C, hd}, str[4] = {1, 1, 1, 1};
     TRY(mlx_slice(kall, *k_out, start, 4, stop, 4, str, 4, s));
