@@ -267,10 +267,12 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	var outs []*report
 	var measured, predicted []sim.TableRow
+	var runErr error
 	for _, pt := range points {
 		out, err := r.run(ctx, pt, o.files(pt, true))
 		if err != nil {
-			return err
+			runErr = err
+			break
 		}
 		if out.Interrupted {
 			// A run cut short is kept in its results file, not in the
@@ -283,15 +285,21 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			predicted = append(predicted, out.Predicted.Row(pt.Param, pt.Value))
 		}
 	}
+	// The points measured before a failure still make their tables.
 	if o.table != "" && len(measured) > 0 {
-		if err := sim.WriteTable(tables[0], measured, o.force); err != nil {
+		err := sim.WriteTable(tables[0], measured, o.force)
+		if err == nil && len(predicted) > 0 {
+			err = sim.WriteTable(tables[1], predicted, o.force)
+		}
+		if err != nil && runErr != nil {
+			return fmt.Errorf("%w; and the sweep table: %v", runErr, err)
+		}
+		if err != nil {
 			return err
 		}
-		if len(predicted) > 0 {
-			if err := sim.WriteTable(tables[1], predicted, o.force); err != nil {
-				return err
-			}
-		}
+	}
+	if runErr != nil {
+		return runErr
 	}
 	if o.asJSON {
 		return printJSON(stdout, outs)
