@@ -195,11 +195,11 @@ func TraceGrid(reqs []trace.Request, maxBatch int) realengine.CalibrationGrid {
 // from a prediction of it: the 10th, 50th and 90th percentiles, weighted
 // by time, of how many sequences decode at once while any does (from each
 // result's first token to its finish), with 0 (prefill alone) and at
-// least two sizes above 0 so that a line can be fitted; nil when no
-// request decodes. A trace grid's decode batches 1..32 put the fitted line
+// least two sizes above 0 so that a line can be fitted (none above
+// maxBatch); nil when no request decodes. A trace grid's decode batches 1..32 put the fitted line
 // where the engine runs at 32, which a load of 4-8 never reaches: on the
 // cpu engine that under-predicted such a load's latency by 11 %.
-func LoadDecode(results []sim.Result) []int {
+func LoadDecode(results []sim.Result, maxBatch int) []int {
 	type ev struct {
 		t int64
 		d int
@@ -214,7 +214,7 @@ func LoadDecode(results []sim.Result) []int {
 		return nil
 	}
 	slices.SortFunc(evs, func(a, b ev) int { return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.d, b.d)) })
-	// time spent at each concurrency
+	// at[c] is how long c sequences decode at once.
 	var at []int64
 	n := 0
 	for i, e := range evs {
@@ -244,7 +244,7 @@ func LoadDecode(results []sim.Result) []int {
 	if lo == hi {
 		lo, hi = max(1, lo/2), hi*2
 	}
-	return uniqueInts(0, max(1, lo), mid, hi)
+	return uniqueInts(0, max(1, lo), mid, max(2, min(hi, maxBatch)))
 }
 
 func uniqueInts(v ...int) []int {

@@ -85,9 +85,12 @@ func TestLoadDecode(t *testing.T) {
 	}
 	// One sequence decoding for 10 ms, then three for 80 ms, then two for
 	// 10 ms: 10 % of the time at 1, 80 % at 3, 10 % at 2.
-	got := LoadDecode([]sim.Result{res(0, 100), res(10, 90), res(10, 100), {Status: sim.StatusRejected}})
+	got := LoadDecode([]sim.Result{res(0, 100), res(10, 90), res(10, 100), {Status: sim.StatusRejected}}, 32)
 	assert.Equal(t, []int{0, 1, 3}, got, "10th percentile 1, median and 90th 3")
 	// Always the same concurrency: widen so that a slope can be fitted.
-	assert.Equal(t, []int{0, 2, 4, 8}, LoadDecode([]sim.Result{res(0, 10), res(0, 10), res(0, 10), res(0, 10)}))
-	assert.Nil(t, LoadDecode([]sim.Result{{Status: sim.StatusRejected}}))
+	four := []sim.Result{res(0, 10), res(0, 10), res(0, 10), res(0, 10)}
+	assert.Equal(t, []int{0, 2, 4, 8}, LoadDecode(four, 32))
+	assert.Equal(t, []int{0, 2, 4}, LoadDecode(four, 4), "not above the batch cap")
+	assert.Equal(t, []int{0, 1, 2}, LoadDecode([]sim.Result{res(0, 10)}, 1), "two sizes to fit a slope")
+	assert.Nil(t, LoadDecode([]sim.Result{{Status: sim.StatusRejected}}, 32))
 }

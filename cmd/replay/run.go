@@ -518,7 +518,7 @@ func (r *runner) loadDecode(pt sim.SweepPoint, prof sim.Profile) []int {
 	if _, _, err := sim.Run(cfg, &sim.SliceSource{Reqs: r.reqs}); err != nil {
 		return nil
 	}
-	return replay.LoadDecode(res)
+	return replay.LoadDecode(res, min(prof.MaxBatch, 32))
 }
 
 func printJSON(w io.Writer, v any) error {
