@@ -176,3 +176,25 @@ func TestReplaySweep(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceGridMeasuresTheLoad: --grid trace calibrates, simulates the
+// load with that fit and measures again at the batch sizes it decodes at;
+// the profile it predicts with says so in its provenance.
+func TestTraceGridMeasuresTheLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real-time test; skipped with -short")
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "r.parquet")
+	code, _, errs := runCmd(t, "--trace", "../../traces/poisson-moderate.parquet", "--model", "tiny", "--speedup", "20",
+		"--max-requests", "20", "--truncate", "--policy", "fixed:window=1ms", "--calibrate", "--grid", "trace",
+		"--predict", "--no-bare", "--out", out)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, errs, "calibrate: the load decodes")
+	_, meta, err := sim.ReadResults(filepath.Join(dir, "r.predicted.parquet"))
+	require.NoError(t, err)
+	var prof sim.Profile
+	require.NoError(t, json.Unmarshal([]byte(meta[sim.MetaProfileJSON]), &prof))
+	assert.NotContains(t, prof.Provenance, "decode=0,1,2,4,8,16,32", "the second grid's decode batches, not the first's")
+	assert.Contains(t, prof.Provenance, "decode=0,")
+}
