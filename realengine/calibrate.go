@@ -99,22 +99,25 @@ type CalibrationPoint struct {
 	RelErr      float64 // |predicted - median| / median
 }
 
-// StepCost is the simulator's linear step-cost model: a step that prefills
-// one prompt of P tokens (none when P is 0) and decodes D sequences
-// attending to K cached tokens in total takes BaseMs + PerPrefillSeqMs*[P>0]
-// + PerPrefillTokenMs*P + PerDecodeSeqMs*D + PerKVTokenMs*K.
+// StepCost is the simulator's step-cost model: a step that prefills one
+// prompt of P tokens (none when P is 0) and decodes D sequences attending
+// to K cached tokens in total takes BaseMs + PerPrefillSeqMs*[P>0] +
+// PerPrefillTokenMs*P + PerPrefillTokenSqMs*P² + PerDecodeSeqMs*D +
+// PerKVTokenMs*K.
 type StepCost struct {
-	BaseMs            float64
-	PerPrefillSeqMs   float64
-	PerPrefillTokenMs float64
-	PerDecodeSeqMs    float64
-	PerKVTokenMs      float64
+	BaseMs              float64
+	PerPrefillSeqMs     float64
+	PerPrefillTokenMs   float64
+	PerPrefillTokenSqMs float64
+	PerDecodeSeqMs      float64
+	PerKVTokenMs        float64
 }
 
 // PredictMs evaluates the model for a step with at most one prompt, as
 // calibration measures.
 func (c StepCost) PredictMs(prefill, decode int, kv float64) float64 {
-	ms := c.BaseMs + c.PerPrefillTokenMs*float64(prefill) + c.PerDecodeSeqMs*float64(decode) + c.PerKVTokenMs*kv
+	p := float64(prefill)
+	ms := c.BaseMs + c.PerPrefillTokenMs*p + c.PerPrefillTokenSqMs*p*p + c.PerDecodeSeqMs*float64(decode) + c.PerKVTokenMs*kv
 	if prefill > 0 {
 		ms += c.PerPrefillSeqMs
 	}
@@ -396,7 +399,7 @@ func atMedian(y, x []float64) float64 {
 // pure-decode step of a calibration (see Calibrate).
 const decodeSettle = 10
 
-var costNames = [5]string{"base_ms", "per_prefill_token_ms", "per_decode_seq_ms", "per_kv_token_ms", "per_prefill_seq_ms"}
+var costNames = [6]string{"base_ms", "per_prefill_token_ms", "per_decode_seq_ms", "per_kv_token_ms", "per_prefill_seq_ms", "per_prefill_token_sq_ms"}
 
 // FitStepCost fits StepCost to the points' medians by least squares on the
 // relative error (each row weighted by 1/median), because the simulator needs
@@ -404,7 +407,7 @@ var costNames = [5]string{"base_ms", "per_prefill_token_ms", "per_decode_seq_ms"
 // would sacrifice the former. Coefficients the fit makes negative are fixed
 // at zero and the rest refitted. It fills the points' PredictedMs and RelErr.
 func FitStepCost(points []CalibrationPoint) (Fit, error) {
-	feature := func(p CalibrationPoint) [5]float64 {
+	feature := func(p CalibrationPoint) [6]float64 {
 		prefill := p.Prefill
 		if prefill == 0 {
 			prefill = float64(p.PrefillTokens) // points made without Prefill
@@ -413,21 +416,30 @@ func FitStepCost(points []CalibrationPoint) (Fit, error) {
 		if prefill > 0 {
 			seq = 1
 		}
-		return [5]float64{1, prefill, float64(p.DecodeSeqs), p.KVTokens, seq}
+		return [6]float64{1, prefill, float64(p.DecodeSeqs), p.KVTokens, seq, prefill * prefill}
+	}
+	// A prompt's cost has up to three terms (per prompt, per token, per
+	// token squared): a grid with fewer distinct prompt lengths cannot
+	// tell them apart.
+	lengths := map[int]bool{}
+	for _, p := range points {
+		if p.PrefillTokens > 0 {
+			lengths[p.PrefillTokens] = true
+		}
 	}
 	for i, p := range points {
 		if !(p.MedianMs > 0) {
 			return Fit{}, fmt.Errorf("step-cost fit: point %d has mean %g ms", i, p.MedianMs)
 		}
 	}
-	active := []int{0, 1, 2, 3, 4}
-	var coef [5]float64
+	active := []int{0, 1, 2, 3, 4, 5}
+	var coef [6]float64
 	var dropped []string
 	for {
 		// A column that is zero in every point (say no prefill in the grid)
 		// cannot be fitted, nor the per-prompt one when every point has a
-		// prompt (it is then the base); drop them rather than fail on a
-		// singular system.
+		// prompt (it is then the base), nor more prompt terms than prompt
+		// lengths; drop them rather than fail on a singular system.
 		active = slices.DeleteFunc(active, func(j int) bool {
 			zero, ones := true, true
 			for _, p := range points {
@@ -435,7 +447,7 @@ func FitStepCost(points []CalibrationPoint) (Fit, error) {
 				zero = zero && f == 0
 				ones = ones && f == 1
 			}
-			if zero || j == 4 && ones {
+			if zero || j == 4 && (ones || len(lengths) < 2) || j == 5 && len(lengths) < 3 {
 				dropped = append(dropped, costNames[j])
 				return true
 			}
@@ -460,7 +472,7 @@ func FitStepCost(points []CalibrationPoint) (Fit, error) {
 		if err := x.SolveVec(a, b); err != nil {
 			return Fit{}, fmt.Errorf("step-cost fit: %w (is the grid varied enough?)", err)
 		}
-		coef = [5]float64{}
+		coef = [6]float64{}
 		worst, worstVal := -1, 0.0
 		for k, j := range active {
 			coef[j] = x.AtVec(k)
@@ -474,7 +486,7 @@ func FitStepCost(points []CalibrationPoint) (Fit, error) {
 		dropped = append(dropped, costNames[active[worst]])
 		active = slices.Delete(active, worst, worst+1)
 	}
-	fit := Fit{Cost: StepCost{BaseMs: coef[0], PerPrefillTokenMs: coef[1], PerDecodeSeqMs: coef[2], PerKVTokenMs: coef[3], PerPrefillSeqMs: coef[4]}, Dropped: dropped}
+	fit := Fit{Cost: StepCost{BaseMs: coef[0], PerPrefillTokenMs: coef[1], PerDecodeSeqMs: coef[2], PerKVTokenMs: coef[3], PerPrefillSeqMs: coef[4], PerPrefillTokenSqMs: coef[5]}, Dropped: dropped}
 	ys := make([]float64, len(points))
 	rel := make([]float64, len(points))
 	var ssRes float64

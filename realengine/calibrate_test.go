@@ -76,20 +76,21 @@ func (f *costEngine) Stats() Stats { return Stats{Sequences: len(f.seqs)} }
 func (f *costEngine) Close() error { return nil }
 
 func TestCalibrateRecoversKnownCost(t *testing.T) {
-	truth := StepCost{BaseMs: 2, PerPrefillSeqMs: 1.5, PerPrefillTokenMs: 0.05, PerDecodeSeqMs: 0.3, PerKVTokenMs: 0.001}
+	truth := StepCost{BaseMs: 2, PerPrefillSeqMs: 1.5, PerPrefillTokenMs: 0.05, PerPrefillTokenSqMs: 0.0004, PerDecodeSeqMs: 0.3, PerKVTokenMs: 0.001}
 	f := &costEngine{cost: truth, seqs: map[SeqID]int{}}
-	grid := CalibrationGrid{PrefillTokens: []int{0, 8, 32}, DecodeBatch: []int{0, 2, 6}, Context: []int{10, 50}, Warmup: 1, Repeats: 3}
+	grid := CalibrationGrid{PrefillTokens: []int{0, 8, 32, 64}, DecodeBatch: []int{0, 2, 6}, Context: []int{10, 50}, Warmup: 1, Repeats: 3}
 	var calls []int
 	cal, err := Calibrate(context.Background(), f, grid, func(done, total int) {
 		calls = append(calls, done)
-		assert.Equal(t, 14, total) // 2 prefill-only + 2 decodes x 3 prefills x 2 contexts
+		assert.Equal(t, 19, total) // 3 prefill-only + 2 decodes x 4 prefills x 2 contexts
 	})
 	require.NoError(t, err)
-	require.Len(t, cal.Points, 14)
-	assert.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, calls)
+	require.Len(t, cal.Points, 19)
+	assert.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}, calls)
 	// Step times pass through whole nanoseconds, hence the tolerances.
 	assert.InEpsilon(t, truth.BaseMs, cal.Fit.Cost.BaseMs, 1e-5)
 	assert.InEpsilon(t, truth.PerPrefillSeqMs, cal.Fit.Cost.PerPrefillSeqMs, 1e-5)
+	assert.InEpsilon(t, truth.PerPrefillTokenSqMs, cal.Fit.Cost.PerPrefillTokenSqMs, 1e-4)
 	assert.InEpsilon(t, truth.PerPrefillTokenMs, cal.Fit.Cost.PerPrefillTokenMs, 1e-5)
 	assert.InEpsilon(t, truth.PerDecodeSeqMs, cal.Fit.Cost.PerDecodeSeqMs, 1e-5)
 	assert.InEpsilon(t, truth.PerKVTokenMs, cal.Fit.Cost.PerKVTokenMs, 1e-5)
@@ -172,13 +173,14 @@ func TestCalibrateJitter(t *testing.T) {
 	require.NoError(t, err)
 	assert.InDelta(t, 0.1, cal.JitterCV, 1e-6)
 	// No decoding in the grid: those coefficients cannot be fitted, nor a
-	// per-prompt cost when every point has a prompt.
-	assert.Equal(t, []string{"per_decode_seq_ms", "per_kv_token_ms", "per_prefill_seq_ms"}, cal.Fit.Dropped)
+	// per-prompt cost when every point has a prompt. (The squared term,
+	// 0 here, may come out a hair negative and go too.)
+	assert.Equal(t, []string{"per_decode_seq_ms", "per_kv_token_ms", "per_prefill_seq_ms"}, cal.Fit.Dropped[:3])
 	assert.InEpsilon(t, 0.1, cal.Fit.Cost.PerPrefillTokenMs, 1e-6)
 }
 
 func TestFitStepCost(t *testing.T) {
-	truth := StepCost{BaseMs: 1, PerPrefillSeqMs: 3, PerPrefillTokenMs: 0.02, PerDecodeSeqMs: 0.5, PerKVTokenMs: 0}
+	truth := StepCost{BaseMs: 1, PerPrefillSeqMs: 3, PerPrefillTokenMs: 0.02, PerPrefillTokenSqMs: 2e-5, PerDecodeSeqMs: 0.5, PerKVTokenMs: 0}
 	r := rand.New(rand.NewPCG(3, 3))
 	var pts []CalibrationPoint
 	for i := 0; i < 40; i++ {
@@ -197,12 +199,24 @@ func TestFitStepCost(t *testing.T) {
 	assert.Zero(t, fit.Cost.PerKVTokenMs)
 	assert.InEpsilon(t, truth.PerDecodeSeqMs, fit.Cost.PerDecodeSeqMs, 0.05)
 	assert.InEpsilon(t, truth.PerPrefillSeqMs, fit.Cost.PerPrefillSeqMs, 0.1)
+	assert.InEpsilon(t, truth.PerPrefillTokenSqMs, fit.Cost.PerPrefillTokenSqMs, 0.2)
 	assert.Greater(t, fit.R2, 0.99)
 	assert.Less(t, fit.MaxRelErr, 0.05)
 	assert.LessOrEqual(t, fit.MedianRelErr, fit.MaxRelErr)
 	for _, p := range pts {
 		assert.Positive(t, p.PredictedMs)
 	}
+	// Two prompt lengths cannot tell three prompt terms apart: the square
+	// goes, the per-prompt and per-token costs stay.
+	for i := range pts {
+		pts[i].PrefillTokens = []int{0, 100, 200}[i%3]
+		pts[i].MedianMs = truth.PredictMs(pts[i].PrefillTokens, pts[i].DecodeSeqs, pts[i].KVTokens)
+	}
+	fit, err = FitStepCost(pts)
+	require.NoError(t, err)
+	assert.Contains(t, fit.Dropped, "per_prefill_token_sq_ms")
+	assert.NotContains(t, fit.Dropped, "per_prefill_seq_ms")
+	assert.Zero(t, fit.Cost.PerPrefillTokenSqMs)
 
 	_, err = FitStepCost(pts[:3])
 	assert.ErrorContains(t, err, "3 points")

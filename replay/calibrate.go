@@ -37,7 +37,8 @@ func ProfileFromCalibration(c *realengine.Calibration, o ProfileOptions) (sim.Pr
 		RequestOverheadMS: o.RequestOverheadMS,
 		Step: sim.StepCost{
 			BaseMS: round(c.Fit.Cost.BaseMs), PerPrefillSeqMS: round(c.Fit.Cost.PerPrefillSeqMs), PerPrefillTokenMS: round(c.Fit.Cost.PerPrefillTokenMs),
-			PerDecodeSeqMS: round(c.Fit.Cost.PerDecodeSeqMs), PerKVTokenMS: round(c.Fit.Cost.PerKVTokenMs),
+			PerPrefillTokenSqMS: round(c.Fit.Cost.PerPrefillTokenSqMs),
+			PerDecodeSeqMS:      round(c.Fit.Cost.PerDecodeSeqMs), PerKVTokenMS: round(c.Fit.Cost.PerKVTokenMs),
 		},
 		JitterCV: round(c.JitterCV),
 	}
@@ -157,9 +158,10 @@ func ParseGrid(s string, base realengine.CalibrationGrid) (realengine.Calibratio
 }
 
 // TraceGrid measures where reqs will run the engine, because the fit is
-// one line through the grid and a line through shapes the trace never
+// linear through the grid and a fit through shapes the trace never
 // brings misplaces the ones it does: prefills at the 25th, 50th and 90th
-// percentiles of the prompt lengths, decode batches 1, 2, 4, ... up to
+// percentiles of the prompt lengths and the longest (whose attention, the
+// square term, a line through shorter ones would miss), decode batches 1, 2, 4, ... up to
 // maxBatch (at most 32), at contexts of the 25th and 75th percentiles of
 // prompt + output/2 (a sequence's mean context while decoding). On the cpu
 // engine (small, 2 cores), for a continuous replay of poisson-moderate at
@@ -182,7 +184,7 @@ func TraceGrid(reqs []trace.Request, maxBatch int) realengine.CalibrationGrid {
 		}
 		return max(1, v[int(p*float64(len(v)-1))])
 	}
-	g.PrefillTokens = uniqueInts(0, q(in, 0.25), q(in, 0.5), q(in, 0.9))
+	g.PrefillTokens = uniqueInts(0, q(in, 0.25), q(in, 0.5), q(in, 0.9), q(in, 1))
 	g.Context = uniqueInts(q(ctx, 0.25), q(ctx, 0.75))
 	g.DecodeBatch = []int{0}
 	for d := 1; d <= min(max(maxBatch, 1), 32); d *= 2 {

@@ -63,7 +63,7 @@ func TestTraceGrid(t *testing.T) {
 		reqs = append(reqs, trace.Request{InputTokens: int32(i), OutputTokens: 10})
 	}
 	g := TraceGrid(reqs, 8)
-	assert.Equal(t, []int{0, 25, 50, 90}, g.PrefillTokens)
+	assert.Equal(t, []int{0, 25, 50, 90, 100}, g.PrefillTokens)
 	assert.Equal(t, []int{30, 80}, g.Context, "prompt + output/2 at the 25th and 75th percentiles")
 	assert.Equal(t, []int{0, 1, 2, 4, 8}, g.DecodeBatch)
 	assert.Equal(t, []int{0, 1, 2, 4, 8, 16, 32}, TraceGrid(reqs, 64).DecodeBatch, "at most 32")

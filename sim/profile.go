@@ -28,9 +28,10 @@ const (
 )
 
 // StepCost holds the coefficients of one engine step's duration,
-// base + per_prefill_seq·S + per_prefill_token·P + per_decode_seq·D +
-// per_kv_token·K, in ms, for S sequences prefilled with P prompt tokens in
-// all and D decoding with K context tokens.
+// base + per_prefill_seq·S + per_prefill_token·P + per_prefill_token_sq·Q +
+// per_decode_seq·D + per_kv_token·K, in ms, for S sequences prefilled with
+// P prompt tokens in all (Q: the sum of their squares) and D decoding with
+// K context tokens.
 type StepCost struct {
 	BaseMS float64 `json:"base_ms"`
 	// PerPrefillSeqMS is what each prompt costs beyond its tokens: an
@@ -39,8 +40,13 @@ type StepCost struct {
 	// a whole decode step) pays a launch floor per prompt. Omitted when 0.
 	PerPrefillSeqMS   float64 `json:"per_prefill_seq_ms,omitempty"`
 	PerPrefillTokenMS float64 `json:"per_prefill_token_ms"`
-	PerDecodeSeqMS    float64 `json:"per_decode_seq_ms"`
-	PerKVTokenMS      float64 `json:"per_kv_token_ms"`
+	// PerPrefillTokenSqMS is attention's cost over a prompt, which grows
+	// with its square: on the cpu engine (tiny, 1 thread) a line through
+	// prompts of 109-506 tokens under-predicted the prefill steps of a
+	// trace whose prompts reach 2,000 tokens by half. Omitted when 0.
+	PerPrefillTokenSqMS float64 `json:"per_prefill_token_sq_ms,omitempty"`
+	PerDecodeSeqMS      float64 `json:"per_decode_seq_ms"`
+	PerKVTokenMS        float64 `json:"per_kv_token_ms"`
 }
 
 // Profile describes an engine for the simulator; replay's calibration
@@ -87,6 +93,7 @@ func (p *Profile) Validate() error {
 	}{
 		{"step.base_ms", p.Step.BaseMS},
 		{"step.per_prefill_seq_ms", p.Step.PerPrefillSeqMS},
+		{"step.per_prefill_token_sq_ms", p.Step.PerPrefillTokenSqMS},
 		{"step.per_prefill_token_ms", p.Step.PerPrefillTokenMS},
 		{"step.per_decode_seq_ms", p.Step.PerDecodeSeqMS},
 		{"step.per_kv_token_ms", p.Step.PerKVTokenMS},

@@ -125,3 +125,22 @@ func TestFailRunningRequest(t *testing.T) {
 	}
 	assert.Equal(t, 2, failed)
 }
+
+// A plan's first step pays per prompt and per prompt token squared: two
+// prompts of 10 and 30 tokens prefilled together cost base + 2·seq +
+// 40·token + (100+900)·sq.
+func TestPlanPaysPerPromptAndSquare(t *testing.T) {
+	p := Profile{Name: "x", Mode: Continuous, MaxBatch: 4,
+		Step: StepCost{BaseMS: 1, PerPrefillSeqMS: 2, PerPrefillTokenMS: 0.1, PerPrefillTokenSqMS: 0.001}}
+	srv, err := NewServer(ServerConfig{Profile: p}, mustPolicy(t, "none"))
+	require.NoError(t, err)
+	srv.Arrive(0, Request{ID: 1, InputTokens: 10, OutputTokens: 5})
+	srv.Arrive(0, Request{ID: 2, InputTokens: 30, OutputTokens: 5})
+	plan, ok := srv.NextStep(0)
+	require.True(t, ok)
+	assert.Equal(t, 2, plan.Prefill)
+	assert.Equal(t, int64(40), plan.PrefillTokens)
+	assert.Equal(t, int64(1000), plan.PrefillSquares)
+	tm := NewCostModel(p, 1).Time(plan)
+	assert.Equal(t, int64(math.Round((1+2*2+40*0.1+1000*0.001)*1e6)), tm.Boundary(1))
+}

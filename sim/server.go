@@ -28,9 +28,11 @@ type Request struct {
 // replay).
 type StepPlan struct {
 	// Prefill sequences are prefilled in the first step, which yields each
-	// its first token; PrefillTokens (P) is the sum of their prompts.
-	Prefill       int
-	PrefillTokens int64
+	// its first token; PrefillTokens (P) is the sum of their prompts and
+	// PrefillSquares the sum of their squares (attention over a prompt).
+	Prefill        int
+	PrefillTokens  int64
+	PrefillSquares int64
 	// Decode (D) sequences decode one token in the first step; Context (K)
 	// is their total context (prompt plus tokens so far).
 	Decode  int
@@ -111,6 +113,7 @@ type Server struct {
 	sumPmS   int64 // Σ(prompt - prefillAt) over decoding sequences: K(g) = sumPmS + decoding·g
 	fin      finHeap
 	admitted []int64 // trace IDs prefilled by the plan in flight
+	squares  int64   // sum of their prompts squared
 	retired  []int64 // trace IDs that left the engine since the last plan was handed out
 	handed   bool    // retired was handed out in a plan: clear it before adding
 	admSeq   []int64 // seqs prefilled by the plan in flight
@@ -396,6 +399,7 @@ func (s *Server) nextStep(now time.Duration) *StepPlan {
 		panic("sim: NextStep with a plan in flight")
 	}
 	s.admitted = s.admitted[:0]
+	s.squares = 0
 	var p int64
 	switch s.prof.Mode {
 	case Sequential:
@@ -431,7 +435,7 @@ func (s *Server) nextStep(now time.Duration) *StepPlan {
 	// Field by field: a composite literal would be built aside and then
 	// moved with its slices under the write barrier.
 	pl := &s.plan
-	pl.Prefill, pl.PrefillTokens = len(s.admitted), p
+	pl.Prefill, pl.PrefillTokens, pl.PrefillSquares = len(s.admitted), p, s.squares
 	pl.Decode, pl.Context = s.decoding, s.sumPmS+int64(s.decoding)*(s.g+1)
 	pl.Steps = steps
 	pl.Admitted, pl.Retired = s.admitted, s.retired
@@ -456,6 +460,7 @@ func (s *Server) admit(now time.Duration, seq int64) int64 {
 	s.admitted = append(s.admitted, st.res.RequestID)
 	// admitted holds trace IDs for engines; keep seqs apart for StepDone.
 	s.admSeq = append(s.admSeq, seq)
+	s.squares += st.prompt * st.prompt
 	return st.prompt
 }
 

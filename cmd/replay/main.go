@@ -96,8 +96,9 @@ The grid is 'default', 'small', or keys such as
 shapes a trace brings instead of repeating them: every prefill a prompt length
 not measured before, and decoding contexts spread over half to one and a half
 times each context, so per-shape costs (kernel and plan building on a GPU) and
-mixed-length batching land in the profile. The fit is one straight line through
-the grid: give decode sizes around the batch sizes your load runs at (on the
+mixed-length batching land in the profile. The fit is linear in base, per
+prompt, per prompt token, per prompt token squared (attention; with three or
+more prompt lengths), per decoding sequence and per context token: give decode sizes around the batch sizes your load runs at (on the
 cpu engine, 'prefill=0,64,256,512;decode=0,1,2,4,8,16;context=128,512' instead
 of the default took a continuous-batching replay's latency error from about
 -35 % to -3..-6 %), or let replay --calibrate --grid trace draw the grid from
@@ -266,8 +267,8 @@ func calibrate(ctx context.Context, ef engineFlags, sf serveFlags, out, gridSpec
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d points in %v; R² %.4f, median rel err %.2f%%, max rel err %.2f%%, jitter_cv %.3f\n",
 		out, len(cal.Points), cal.Elapsed.Round(time.Millisecond), cal.Fit.R2, 100*cal.Fit.MedianRelErr, 100*cal.Fit.MaxRelErr, cal.JitterCV)
-	fmt.Fprintf(stdout, "step ms = %.4g + %.4g·S + %.4g·P + %.4g·D + %.4g·K  (S prompts of P tokens, D decoding with K context)\n",
-		prof.Step.BaseMS, prof.Step.PerPrefillSeqMS, prof.Step.PerPrefillTokenMS, prof.Step.PerDecodeSeqMS, prof.Step.PerKVTokenMS)
+	fmt.Fprintf(stdout, "step ms = %.4g + %.4g·S + %.4g·P + %.4g·Q + %.4g·D + %.4g·K  (S prompts of P tokens, Q their squares, D decoding with K context)\n",
+		prof.Step.BaseMS, prof.Step.PerPrefillSeqMS, prof.Step.PerPrefillTokenMS, prof.Step.PerPrefillTokenSqMS, prof.Step.PerDecodeSeqMS, prof.Step.PerKVTokenMS)
 	return nil
 }
 
