@@ -168,8 +168,9 @@ func TestReplaySweep(t *testing.T) {
 		for i, r := range rows {
 			assert.Equal(t, "window", r.Param)
 			assert.InDelta(t, float64(i+1), r.Value, 1e-9)
-			// One client waits about the whole window: the row is the run's.
-			assert.InDelta(t, float64(i+1), r.WindowWaitMean, 0.2*float64(i+1), p)
+			// One client waits about the whole window (a late timer only
+			// adds): the row is the run's.
+			assert.GreaterOrEqual(t, r.WindowWaitMean, 0.8*float64(i+1), p)
 			if p == table {
 				assert.False(t, math.IsNaN(r.OverheadPct), "every point has its overhead")
 			}
