@@ -409,6 +409,16 @@ static int linear(pool* p, mlx_array* res, mlx_array x, const mlxc_linear* l, ml
   return mlx_matmul(res, x, *wt, s);
 }
 
+// residual_mlp is a layer's feed-forward half: x1 + down(silu(gate(h)) *
+// up(h)) with h = rms_norm(x1).
+static int residual_mlp(pool* p, mlx_array* out, mlx_array x1, const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
+                        mlx_stream s) {
+  mlx_array *h = fresh(p), *g = fresh(p), *u = fresh(p), *sg = fresh(p), *act = fresh(p), *m = fresh(p), *d = fresh(p);
+  return mlx_fast_rms_norm(h, x1, w->mlp_norm, cfg->eps, s) != 0 || linear(p, g, *h, &w->gate, s) != 0 ||
+         linear(p, u, *h, &w->up, s) != 0 || mlx_sigmoid(sg, *g, s) != 0 || mlx_multiply(act, *g, *sg, s) != 0 ||
+         mlx_multiply(m, *act, *u, s) != 0 || linear(p, d, *m, &w->down, s) != 0 || mlx_add(out, x1, *d, s) != 0;
+}
+
 // heads reshapes [B, L, n*hd] to [B, n, L, hd]. With one token the
 // transpose only moves a unit axis, so one reshape does it: graph nodes are
 // most of a decode step's Go-side cost.
@@ -499,15 +509,7 @@ static char* block_core(pool* p, mlx_array* out, mlx_array* k_out, mlx_array* v_
   }
   TRY(linear(p, o, *att3, &w->o, s));
   TRY(mlx_add(x1, x, *o, s));
-  mlx_array *h2 = fresh(p), *g = fresh(p), *u = fresh(p), *sg = fresh(p), *act = fresh(p), *m = fresh(p), *d = fresh(p);
-  TRY(mlx_fast_rms_norm(h2, *x1, w->mlp_norm, cfg->eps, s));
-  TRY(linear(p, g, *h2, &w->gate, s));
-  TRY(linear(p, u, *h2, &w->up, s));
-  TRY(mlx_sigmoid(sg, *g, s));
-  TRY(mlx_multiply(act, *g, *sg, s));
-  TRY(mlx_multiply(m, *act, *u, s));
-  TRY(linear(p, d, *m, &w->down, s));
-  TRY(mlx_add(out, *x1, *d, s));
+  TRY(residual_mlp(p, out, *x1, w, cfg, s));
   TRY(mlx_array_set(k_out, sl != NULL ? *kfull : *kall));
   TRY(mlx_array_set(v_out, sl != NULL ? *vfull : *vall));
 done:
@@ -811,18 +813,10 @@ static char* slot_layer(pool* p, slot_fn* f, mlx_array* out, mlx_array* k_out, m
   }
   int flat[2] = {B, nh * hd};
   TRY(mlx_reshape(att2, *att, flat, 2, s));
-  mlx_array *o = fresh(p), *x1 = fresh(p), *h2 = fresh(p), *g = fresh(p), *u = fresh(p), *sg = fresh(p), *act = fresh(p),
-            *m = fresh(p), *d = fresh(p);
+  mlx_array *o = fresh(p), *x1 = fresh(p);
   TRY(linear(p, o, *att2, &w->o, s));
   TRY(mlx_add(x1, x, *o, s));
-  TRY(mlx_fast_rms_norm(h2, *x1, w->mlp_norm, cfg->eps, s));
-  TRY(linear(p, g, *h2, &w->gate, s));
-  TRY(linear(p, u, *h2, &w->up, s));
-  TRY(mlx_sigmoid(sg, *g, s));
-  TRY(mlx_multiply(act, *g, *sg, s));
-  TRY(mlx_multiply(m, *act, *u, s));
-  TRY(linear(p, d, *m, &w->down, s));
-  TRY(mlx_add(out, *x1, *d, s));
+  TRY(residual_mlp(p, out, *x1, w, cfg, s));
 done:
   return err;
 }
