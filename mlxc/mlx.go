@@ -552,14 +552,7 @@ func (s *Stream) Concatenate(axis int, arrs ...*Array) (*Array, error) {
 // Slice takes a[start:stop] on every axis (one start and stop per axis),
 // with unit strides.
 func (s *Stream) Slice(a *Array, start, stop []int) (*Array, error) {
-	if len(start) != len(stop) {
-		return nil, fmt.Errorf("mlxc: slice: %d starts but %d stops", len(start), len(stop))
-	}
-	cs, err := cints(start)
-	if err != nil {
-		return nil, err
-	}
-	ce, err := cints(stop)
+	cs, ce, err := bounds("slice", start, stop)
 	if err != nil {
 		return nil, err
 	}
@@ -570,6 +563,17 @@ func (s *Stream) Slice(a *Array, start, stop []int) (*Array, error) {
 	return s.op1("slice", a, func(r *C.mlx_array, x C.mlx_array, sm C.mlx_stream) *C.char {
 		return C.mlxc_slice(r, x, ptr(cs), ptr(ce), ptr(st), C.size_t(len(cs)), sm)
 	})
+}
+
+// bounds converts a slice's starts and stops, one of each per axis.
+func bounds(op string, start, stop []int) (cs, ce []C.int, err error) {
+	if len(start) != len(stop) {
+		return nil, nil, fmt.Errorf("mlxc: %s: %d starts but %d stops", op, len(start), len(stop))
+	}
+	if cs, err = cints(start); err == nil {
+		ce, err = cints(stop)
+	}
+	return cs, ce, err
 }
 
 // Take gathers the entries of a at indices along axis (embedding lookup).
@@ -1395,14 +1399,7 @@ func (f *SlotFunc) Close() error {
 // is stop-start), unit strides. MLX writes in place when a's buffer is
 // otherwise unreferenced at evaluation.
 func (s *Stream) SliceUpdate(a, update *Array, start, stop []int) (*Array, error) {
-	if len(start) != len(stop) {
-		return nil, fmt.Errorf("mlxc: slice update: %d starts but %d stops", len(start), len(stop))
-	}
-	cs, err := cints(start)
-	if err != nil {
-		return nil, err
-	}
-	ce, err := cints(stop)
+	cs, ce, err := bounds("slice update", start, stop)
 	if err != nil {
 		return nil, err
 	}

@@ -177,12 +177,17 @@ type mlxSeq struct {
 }
 
 func (sq *mlxSeq) free() {
-	for l := range sq.k {
-		sq.k[l].Close()
-		sq.v[l].Close()
-	}
+	closeKV(sq.k, sq.v)
 	sq.tok.Close()
 	sq.k, sq.v, sq.tok, sq.n = nil, nil, nil, 0
+}
+
+// closeKV closes per-layer key and value caches.
+func closeKV(k, v []*mlxc.Array) {
+	for l := range k {
+		k[l].Close()
+		v[l].Close()
+	}
 }
 
 // openMLX loads a model directory, or draws a preset's random weights on
@@ -786,10 +791,7 @@ type mlxRow struct {
 }
 
 func (r *mlxRow) free() {
-	for l := range r.k {
-		r.k[l].Close()
-		r.v[l].Close()
-	}
+	closeKV(r.k, r.v)
 	r.k, r.v = nil, nil
 	r.tok.Close()
 	r.logits.Close()
@@ -904,10 +906,7 @@ func (e *MLX) step(ctx context.Context) (StepResult, error) {
 		if sq.pending {
 			res.Outputs[len(res.Outputs)-1].Prefill = r.count
 		}
-		for l := range sq.k {
-			sq.k[l].Close()
-			sq.v[l].Close()
-		}
+		closeKV(sq.k, sq.v)
 		sq.k, sq.v, r.k, r.v = r.k, r.v, nil, nil
 		sq.n += r.count
 		sq.tok.Close()
@@ -1502,10 +1501,7 @@ type slotCache struct {
 }
 
 func (c *slotCache) free() {
-	for l := range c.k {
-		c.k[l].Close()
-		c.v[l].Close()
-	}
+	closeKV(c.k, c.v)
 	c.tok.Close()
 	for _, sq := range c.seqs {
 		sq.inSlot = false
