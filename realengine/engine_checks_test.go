@@ -32,6 +32,15 @@ func randomPrompt(r *rand.Rand, n, vocab int) []int32 {
 	return p
 }
 
+// randomPrompts draws one prompt of each length.
+func randomPrompts(r *rand.Rand, vocab int, lens ...int) [][]int32 {
+	out := make([][]int32, len(lens))
+	for i, n := range lens {
+		out[i] = randomPrompt(r, n, vocab)
+	}
+	return out
+}
+
 // generate runs one sequence alone for steps steps and returns its tokens
 // and per-step logits.
 func generate(t *testing.T, e Engine, id SeqID, prompt []int32, steps int) ([]int32, [][]float32) {

@@ -794,13 +794,8 @@ func TestMLXCUDAGraphsDefault(t *testing.T) {
 // report the slot cache's capacity, and everything must go at the end.
 func TestMLXSlotsMatchGroups(t *testing.T) {
 	c, w := tinyModel(t, 21)
-	r := rand.New(rand.NewPCG(21, 21))
-	var prompts [][]int32
-	for _, n := range []int{3, 9, 17, 1, 30, 62, 5, 12} {
-		prompts = append(prompts, randomPrompt(r, n, c.VocabSize))
-	}
-	type event struct{ admit, retire []SeqID }
-	schedule := map[int]event{
+	prompts := randomPrompts(rand.New(rand.NewPCG(21, 21)), c.VocabSize, 3, 9, 17, 1, 30, 62, 5, 12)
+	schedule := map[int]scheduleEvent{
 		0:  {admit: []SeqID{0, 1, 2}},
 		2:  {admit: []SeqID{3, 4}},
 		4:  {retire: []SeqID{1}},
@@ -812,28 +807,8 @@ func TestMLXSlotsMatchGroups(t *testing.T) {
 	run := func(mode batching) ([][]SeqOutput, []Stats) {
 		e := newMLXForChecks(t, c, w).(*MLX)
 		e.batching, e.pipeline = mode, true
-		var steps [][]SeqOutput
 		var stats []Stats
-		live := map[SeqID]bool{}
-		for s := 0; s < 14; s++ {
-			ev := schedule[s]
-			for _, id := range ev.retire {
-				require.NoError(t, e.Retire(id))
-				delete(live, id)
-			}
-			for _, id := range ev.admit {
-				require.NoError(t, e.Admit(Sequence{ID: id, Prompt: prompts[id]}))
-				live[id] = true
-			}
-			res, err := e.Step(context.Background())
-			require.NoError(t, err)
-			for _, o := range res.Outputs {
-				require.NoError(t, o.Err)
-			}
-			slices.SortFunc(res.Outputs, func(a, b SeqOutput) int { return int(a.ID - b.ID) })
-			steps = append(steps, res.Outputs)
-			stats = append(stats, e.Stats())
-		}
+		steps, live := runSchedule(t, e, prompts, schedule, 14, func(int) { stats = append(stats, e.Stats()) })
 		if mode == batchSlots {
 			assert.Equal(t, len(live), len(e.slots.seqs))
 			assert.Greater(t, e.slots.rowCap, 4, "rows grew")
@@ -844,7 +819,7 @@ func TestMLXSlotsMatchGroups(t *testing.T) {
 				assert.Nil(t, sq.k)
 			}
 		}
-		for id := range live {
+		for _, id := range live {
 			require.NoError(t, e.Retire(id))
 		}
 		assert.Equal(t, Stats{}, e.Stats())
@@ -853,21 +828,9 @@ func TestMLXSlotsMatchGroups(t *testing.T) {
 	}
 	want, wantStats := run(batchGroups)
 	got, gotStats := run(batchSlots)
-	require.Equal(t, len(want), len(got))
+	assertSameOutputs(t, want, got, 1e-4, "")
 	per := int64(2 * c.NumHiddenLayers * c.KVDim() * 4)
 	for s := range want {
-		require.Len(t, got[s], len(want[s]), "step %d", s)
-		for i, o := range want[s] {
-			g := got[s][i]
-			assert.Equal(t, o.ID, g.ID, "step %d", s)
-			assert.Equal(t, o.Token, g.Token, "step %d seq %d", s, o.ID)
-			assert.Equal(t, o.Context, g.Context, "step %d seq %d", s, o.ID)
-			ref := make([]float64, len(o.Logits))
-			for j, v := range o.Logits {
-				ref[j] = float64(v)
-			}
-			assert.Less(t, maxRelDiff(g.Logits, ref), 1e-4, "step %d seq %d", s, o.ID)
-		}
 		assert.Equal(t, wantStats[s].KVTokens, gotStats[s].KVTokens, "step %d", s)
 		assert.Equal(t, wantStats[s].Sequences, gotStats[s].Sequences, "step %d", s)
 		assert.Equal(t, wantStats[s].KVTokens*int(per), int(wantStats[s].KVBytes), "step %d", s)
@@ -912,6 +875,60 @@ func TestMLXSlotsWriteInPlace(t *testing.T) {
 	}
 }
 
+// scheduleEvent is what runSchedule retires and admits before a step.
+type scheduleEvent struct{ admit, retire []SeqID }
+
+// runSchedule runs steps steps of e, retiring and admitting schedule[s]'s
+// sequences (prompts by ID) before step s and calling after(s) after it.
+// It returns each step's outputs sorted by ID and the sequences left
+// admitted.
+func runSchedule(t *testing.T, e Engine, prompts [][]int32, schedule map[int]scheduleEvent, steps int, after func(s int)) ([][]SeqOutput, []SeqID) {
+	t.Helper()
+	var out [][]SeqOutput
+	var live []SeqID
+	for s := 0; s < steps; s++ {
+		ev := schedule[s]
+		for _, id := range ev.retire {
+			require.NoError(t, e.Retire(id))
+			live = slices.DeleteFunc(live, func(x SeqID) bool { return x == id })
+		}
+		for _, id := range ev.admit {
+			require.NoError(t, e.Admit(Sequence{ID: id, Prompt: prompts[id]}))
+			live = append(live, id)
+		}
+		res, err := e.Step(context.Background())
+		require.NoError(t, err)
+		for _, o := range res.Outputs {
+			require.NoError(t, o.Err)
+		}
+		slices.SortFunc(res.Outputs, func(a, b SeqOutput) int { return int(a.ID - b.ID) })
+		out = append(out, res.Outputs)
+		after(s)
+	}
+	return out, live
+}
+
+// assertSameOutputs holds two runs' steps to the same sequences, tokens
+// and contexts, and logits within tol.
+func assertSameOutputs(t *testing.T, want, got [][]SeqOutput, tol float64, label string) {
+	t.Helper()
+	require.Equal(t, len(want), len(got))
+	for s := range want {
+		require.Len(t, got[s], len(want[s]), "%sstep %d", label, s)
+		for i, o := range want[s] {
+			g := got[s][i]
+			require.Equal(t, o.ID, g.ID, "%sstep %d", label, s)
+			assert.Equal(t, o.Token, g.Token, "%sstep %d seq %d", label, s, o.ID)
+			assert.Equal(t, o.Context, g.Context, "%sstep %d seq %d", label, s, o.ID)
+			ref := make([]float64, len(o.Logits))
+			for j, v := range o.Logits {
+				ref[j] = float64(v)
+			}
+			assert.Less(t, maxRelDiff(g.Logits, ref), tol, "%sstep %d seq %d", label, s, o.ID)
+		}
+	}
+}
+
 func TestGrownCap(t *testing.T) {
 	for _, tc := range []struct{ have, need, limit, want int }{
 		{0, 4, math.MaxInt, 4},
@@ -932,13 +949,8 @@ func TestGrownCap(t *testing.T) {
 // once per input shapes, not once per step.
 func TestMLXCompiledSlotsMatchUncompiled(t *testing.T) {
 	c, w := tinyModel(t, 23)
-	r := rand.New(rand.NewPCG(23, 23))
-	var prompts [][]int32
-	for _, n := range []int{3, 9, 17, 1, 30, 62, 5, 12} {
-		prompts = append(prompts, randomPrompt(r, n, c.VocabSize))
-	}
-	type event struct{ admit, retire []SeqID }
-	schedule := map[int]event{
+	prompts := randomPrompts(rand.New(rand.NewPCG(23, 23)), c.VocabSize, 3, 9, 17, 1, 30, 62, 5, 12)
+	schedule := map[int]scheduleEvent{
 		0: {admit: []SeqID{0, 1, 2}},
 		2: {admit: []SeqID{3, 4, 5}}, // five rows: rowCap 4 -> 8
 		5: {retire: []SeqID{1}},      // the last row moves into row 1
@@ -952,27 +964,12 @@ func TestMLXCompiledSlotsMatchUncompiled(t *testing.T) {
 		defer e.Close()
 		e.pipeline = pipeline
 		require.Equal(t, noCompile, e.slotFn == nil)
-		var out [][]SeqOutput
 		traces := 0
-		for s := 0; s < steps; s++ {
-			ev := schedule[s]
-			for _, id := range ev.retire {
-				require.NoError(t, e.Retire(id))
-			}
-			for _, id := range ev.admit {
-				require.NoError(t, e.Admit(Sequence{ID: id, Prompt: prompts[id]}))
-			}
-			if s == steps-stable {
+		out, _ := runSchedule(t, e, prompts, schedule, steps, func(s int) {
+			if s == steps-stable-1 {
 				traces = e.slotFn.Traces()
 			}
-			res, err := e.Step(context.Background())
-			require.NoError(t, err)
-			for _, o := range res.Outputs {
-				require.NoError(t, o.Err)
-			}
-			slices.SortFunc(res.Outputs, func(a, b SeqOutput) int { return int(a.ID - b.ID) })
-			out = append(out, res.Outputs)
-		}
+		})
 		assert.Equal(t, 8, e.slots.rowCap, "rows grew")
 		assert.Equal(t, 128, e.slots.colCap, "columns grew (sequence 5 passed 64 tokens)")
 		if !noCompile {
@@ -982,22 +979,7 @@ func TestMLXCompiledSlotsMatchUncompiled(t *testing.T) {
 		return out
 	}
 	for _, pipeline := range []bool{false, true} {
-		want, got := run(true, pipeline), run(false, pipeline)
-		require.Equal(t, len(want), len(got))
-		for s := range want {
-			require.Len(t, got[s], len(want[s]), "step %d", s)
-			for i, o := range want[s] {
-				g := got[s][i]
-				require.Equal(t, o.ID, g.ID, "step %d", s)
-				assert.Equal(t, o.Token, g.Token, "pipeline %v step %d seq %d", pipeline, s, o.ID)
-				assert.Equal(t, o.Context, g.Context, "pipeline %v step %d seq %d", pipeline, s, o.ID)
-				ref := make([]float64, len(o.Logits))
-				for j, v := range o.Logits {
-					ref[j] = float64(v)
-				}
-				assert.Less(t, maxRelDiff(g.Logits, ref), 1e-5, "pipeline %v step %d seq %d", pipeline, s, o.ID)
-			}
-		}
+		assertSameOutputs(t, run(true, pipeline), run(false, pipeline), 1e-5, fmt.Sprintf("pipeline %v ", pipeline))
 	}
 }
 
