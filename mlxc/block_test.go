@@ -140,7 +140,7 @@ func (b *testBlock) reference(x []float32, B, L int) []float64 {
 
 func TestBlockNumerics(t *testing.T) {
 	r := newRNG(t)
-	s := cpu(t)
+	s := stream(t)
 	B, L := 2, 5
 	b := newTestBlock(t, r, 64, 160, 4, 2, 16)
 	x := randn(r, B*L*b.hidden, 1)
@@ -490,7 +490,7 @@ func BenchmarkCall(b *testing.B) {
 // extended cache.
 func TestBlockPadded(t *testing.T) {
 	r := newRNG(t)
-	s := cpu(t)
+	s := stream(t)
 	b := newTestBlock(t, r, 64, 160, 4, 2, 16)
 	lens := []int{3, 7, 1, 7}
 	B := len(lens)
@@ -537,7 +537,7 @@ func TestBlockPadded(t *testing.T) {
 // n+1 columns of the updated cache.
 func TestBlockSlots(t *testing.T) {
 	r := newRNG(t)
-	s := cpu(t)
+	s := stream(t)
 	b := newTestBlock(t, r, 64, 160, 4, 2, 16)
 	lens := []int{3, 7, 1, 5}
 	const R, C, kv, hd = 6, 12, 2, 16
@@ -599,7 +599,7 @@ func TestBlockSlots(t *testing.T) {
 
 // TestPadEnd pads with zeros after the end of each axis.
 func TestPadEnd(t *testing.T) {
-	s := cpu(t)
+	s := stream(t)
 	p, err := s.PadEnd(arr(t, []float32{1, 2, 3, 4}, 2, 2), 1, 2)
 	require.NoError(t, err)
 	defer p.Close()
@@ -627,7 +627,7 @@ func TestSlotFunc(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	r := newRNG(t)
-	s := cpu(t)
+	s := stream(t)
 	const hidden, vocab, R, C, kv, hd = 64, 96, 6, 12, 2, 16
 	lens := []int{3, 7, 1, 5}
 	B := len(lens)

@@ -235,7 +235,6 @@ char* mlxc_take(mlx_array* res, mlx_array a, mlx_array idx, int axis, mlx_stream
 char* mlxc_softmax(mlx_array* res, mlx_array a, int axis, mlx_stream s) { CALL(mlx_softmax_axis(res, a, axis, true, s)); }
 char* mlxc_argmax(mlx_array* res, mlx_array a, int axis, int keepdims, mlx_stream s) { CALL(mlx_argmax_axis(res, a, axis, keepdims != 0, s)); }
 char* mlxc_astype(mlx_array* res, mlx_array a, mlx_dtype dt, mlx_stream s) { CALL(mlx_astype(res, a, dt, s)); }
-char* mlxc_rms_norm(mlx_array* res, mlx_array x, mlx_array w, float eps, mlx_stream s) { CALL(mlx_fast_rms_norm(res, x, w, eps, s)); }
 char* mlxc_rope(mlx_array* res, mlx_array x, int dims, int traditional, int has_base, float base, float scale, int offset, mlx_array freqs, mlx_stream s) {
   mlx_optional_float b = {base, has_base != 0};
   CALL(mlx_fast_rope(res, x, dims, traditional != 0, b, scale, offset, freqs, s));
@@ -384,6 +383,46 @@ static mlx_array* fresh(pool* p) {
   return &p->a[p->n++];
 }
 
+// on_cuda says whether s runs on a CUDA GPU.
+static bool on_cuda(mlx_stream s) {
+  static int cuda = -1;  // whether this MLX build has CUDA; asked once
+  if (cuda < 0) {
+    bool c = false;
+    cuda = mlx_cuda_is_available(&c) == 0 && c;
+  }
+  if (!cuda) return false;
+  mlx_device d = mlx_device_new();
+  mlx_device_type t = MLX_CPU;
+  bool gpu = mlx_stream_get_device(&d, s) == 0 && mlx_device_get_type(&t, d) == 0 && t == MLX_GPU;
+  mlx_device_free(d);
+  return gpu;
+}
+
+// rms_norm is x·rsqrt(mean(x², -1) + eps)·w, in float32 whatever x's
+// dtype. On CUDA it is written out in ordinary ops: MLX's fused CUDA kernel
+// (before 0.32.1, ml-explore/mlx#3792) mixes rows' partial sums at some
+// widths (measured on an H200 with MLX 0.31.2: float32 rows of 256, 32 %
+// off; the small preset's logits 50-130 % off).
+static int rms_norm(pool* p, mlx_array* res, mlx_array x, mlx_array w, float eps, mlx_stream s) {
+  if (!on_cuda(s)) return mlx_fast_rms_norm(res, x, w, eps, s);
+  mlx_array *xf = fresh(p), *sq = fresh(p), *ms = fresh(p), *v = fresh(p), *r = fresh(p), *y = fresh(p),
+            *yt = fresh(p), *e = fresh(p);
+  mlx_array_free(*e);
+  *e = mlx_array_new_float(eps);
+  return mlx_astype(xf, x, MLX_FLOAT32, s) != 0 || mlx_square(sq, *xf, s) != 0 ||
+         mlx_mean_axis(ms, *sq, -1, true, s) != 0 || mlx_add(v, *ms, *e, s) != 0 || mlx_rsqrt(r, *v, s) != 0 ||
+         mlx_multiply(y, *xf, *r, s) != 0 || mlx_astype(yt, *y, mlx_array_dtype(x), s) != 0 ||
+         mlx_multiply(res, *yt, w, s) != 0;
+}
+
+char* mlxc_rms_norm(mlx_array* res, mlx_array x, mlx_array w, float eps, mlx_stream s) {
+  reset();
+  pool p = {.n = 0};
+  int rc = rms_norm(&p, res, x, w, eps, s);
+  for (int i = 0; i < p.n; i++) mlx_array_free(p.a[i]);
+  return rc != 0 ? take("mlx call failed: rms_norm") : NULL;
+}
+
 // scatter_kv writes each row's new key k and value v into the caches kc
 // and vc at (rows[i], cols[i]) along axes 0 and 2: one scatter per cache,
 // in place when MLX can donate the cache's buffer (nothing else holds it).
@@ -414,7 +453,7 @@ static int linear(pool* p, mlx_array* res, mlx_array x, const mlxc_linear* l, ml
 static int residual_mlp(pool* p, mlx_array* out, mlx_array x1, const mlxc_block_weights* w, const mlxc_block_cfg* cfg,
                         mlx_stream s) {
   mlx_array *h = fresh(p), *g = fresh(p), *u = fresh(p), *sg = fresh(p), *act = fresh(p), *m = fresh(p), *d = fresh(p);
-  return mlx_fast_rms_norm(h, x1, w->mlp_norm, cfg->eps, s) != 0 || linear(p, g, *h, &w->gate, s) != 0 ||
+  return rms_norm(p, h, x1, w->mlp_norm, cfg->eps, s) != 0 || linear(p, g, *h, &w->gate, s) != 0 ||
          linear(p, u, *h, &w->up, s) != 0 || mlx_sigmoid(sg, *g, s) != 0 || mlx_multiply(act, *g, *sg, s) != 0 ||
          mlx_multiply(m, *act, *u, s) != 0 || linear(p, d, *m, &w->down, s) != 0 || mlx_add(out, x1, *d, s) != 0;
 }
@@ -456,7 +495,7 @@ static char* block_core(pool* p, mlx_array* out, mlx_array* k_out, mlx_array* v_
   mlx_optional_float base = {cfg->rope_base, cfg->rope_freqs.ctx == NULL};
 
   mlx_array *h = fresh(p), *q = fresh(p), *k = fresh(p), *v = fresh(p);
-  TRY(mlx_fast_rms_norm(h, x, w->attn_norm, cfg->eps, s));
+  TRY(rms_norm(p, h, x, w->attn_norm, cfg->eps, s));
   TRY(linear(p, q, *h, &w->q, s));
   TRY(linear(p, k, *h, &w->k, s));
   TRY(linear(p, v, *h, &w->v, s));
@@ -768,7 +807,7 @@ static char* slot_layer(pool* p, slot_fn* f, mlx_array* out, mlx_array* k_out, m
   int nh = cfg->n_heads, nkv = cfg->n_kv_heads, hd = cfg->head_dim;
   mlx_optional_float base = {cfg->rope_base, cfg->rope_freqs.ctx == NULL};
   mlx_array *h = fresh(p), *q = fresh(p), *k = fresh(p), *v = fresh(p);
-  TRY(mlx_fast_rms_norm(h, x, w->attn_norm, cfg->eps, s));
+  TRY(rms_norm(p, h, x, w->attn_norm, cfg->eps, s));
   TRY(linear(p, q, *h, &w->q, s));
   TRY(linear(p, k, *h, &w->k, s));
   TRY(linear(p, v, *h, &w->v, s));
@@ -901,7 +940,7 @@ static char* slot_graph(slot_fn* f, mlx_vector_array* res, const mlx_vector_arra
   }
   {
     mlx_array* nrm = fresh(p);
-    TRY(mlx_fast_rms_norm(nrm, x, f->norm, f->cfg.eps, s));
+    TRY(rms_norm(p, nrm, x, f->norm, f->cfg.eps, s));
     TRY(linear(p, &outs[1], *nrm, &f->head, s));
     TRY(mlx_argmax_axis(&outs[0], outs[1], -1, false, s));
   }
