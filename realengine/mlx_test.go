@@ -18,8 +18,28 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// TestMain turns MLX's TF32 matrix products off unless the caller chose
+// (MLX_ENABLE_TF32 is on by default, and CUDA and Metal then multiply
+// float32 in TF32): the checks against the float64 reference expect
+// float32 precision, which a GPU run (the tests' default device) misses by
+// ~1e-2 otherwise.
+func TestMain(m *testing.M) {
+	if _, ok := os.LookupEnv("MLX_ENABLE_TF32"); !ok {
+		os.Setenv("MLX_ENABLE_TF32", "0")
+	}
+	os.Exit(m.Run())
+}
+
+// deviceName is how Info names the engine's device.
+func deviceName(e *MLX) string {
+	if e.s.GPU() {
+		return "gpu"
+	}
+	return "cpu"
+}
+
 func newMLXForChecks(t testing.TB, c Config, w *Weights) Engine {
-	e, err := NewMLX(c, w, Options{Model: "test", RecordLogits: true})
+	e, err := NewMLX(c, w, Options{Model: "test", DType: "float32", RecordLogits: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
 	return e
@@ -49,7 +69,9 @@ func TestMLXPaddedPrefill(t *testing.T) {
 	padded := func(t testing.TB, c Config, w *Weights) Engine {
 		e := newMLXForChecks(t, c, w).(*MLX)
 		e.padPrefill = true
-		require.NoError(t, e.warm(40))
+		var err error
+		e.thread.do(func() { err = e.warm(40) }) // on the stream's thread, as open does
+		require.NoError(t, err)
 		require.Zero(t, e.Stats().Sequences)
 		return e
 	}
@@ -124,7 +146,7 @@ func TestMLXCancelledStepRollsBack(t *testing.T) {
 
 func TestMLXContextFull(t *testing.T) {
 	c, w := tinyModel(t, 7)
-	e, err := NewMLX(c, w, Options{MaxContext: 4})
+	e, err := NewMLX(c, w, Options{DType: "float32", MaxContext: 4})
 	require.NoError(t, err)
 	defer e.Close()
 	require.NoError(t, e.Admit(Sequence{ID: 1, Prompt: []int32{1, 2, 3}}))
@@ -282,7 +304,7 @@ func TestMLXDTypesMatchReference(t *testing.T) {
 				require.NoError(t, err)
 				defer e.Close()
 				assert.Equal(t, tt.dtype, e.Info().DType)
-				assert.Equal(t, "cpu ("+tt.dtype+")", e.Info().Device)
+				assert.Equal(t, deviceName(e)+" ("+tt.dtype+")", e.Info().Device)
 				assert.Equal(t, tt.dtype, e.layers[0].Q.W.DType().String(), "weights are stored in the dtype")
 				prompt := randomPrompt(rand.New(rand.NewPCG(1, 2)), 9, c.VocabSize)
 				toks, logits := generate(t, e, 1, prompt, 4)
@@ -376,7 +398,7 @@ func TestMLXQuantizeOnLoad(t *testing.T) {
 			e, err := NewMLX(c, w, Options{Model: "small", DType: tt.dtype, Quantize: tt.bits, RecordLogits: true})
 			require.NoError(t, err)
 			defer e.Close()
-			assert.Equal(t, fmt.Sprintf("cpu (%s, %d-bit groups of 64)", tt.dtype, tt.bits), e.Info().Device)
+			assert.Equal(t, fmt.Sprintf("%s (%s, %d-bit groups of 64)", deviceName(e), tt.dtype, tt.bits), e.Info().Device)
 			for _, l := range []mlxc.Linear{e.embed, e.head, e.layers[0].Q, e.layers[3].Down} {
 				require.NotNil(t, l.Scales)
 				assert.Equal(t, mlxc.Uint32, l.W.DType())
@@ -409,6 +431,9 @@ func TestMLXRandomPreset(t *testing.T) {
 	prompt := []int32{5, 9, 2, 7}
 	run := func(opt Options) ([]int32, [][]float32, *MLX) {
 		opt.Model, opt.RecordLogits = "tiny", true
+		if opt.DType == "" {
+			opt.DType = "float32" // the bounds below, unrounded
+		}
 		eng, err := Open("mlx", opt)
 		require.NoError(t, err)
 		t.Cleanup(func() { eng.Close() })
@@ -436,7 +461,7 @@ func TestMLXRandomPreset(t *testing.T) {
 		require.InDelta(t, 1, v, 0.1)
 	}
 	_, _, eb := run(Options{Seed: 1, DType: "bfloat16", Quantize: 4})
-	assert.Equal(t, "cpu (bfloat16, 4-bit groups of 64)", eb.Info().Device)
+	assert.Equal(t, deviceName(eb)+" (bfloat16, 4-bit groups of 64)", eb.Info().Device)
 }
 
 // TestMLXLoadQuantisedKeepsPacked loads mlx-community style directories
@@ -848,7 +873,7 @@ func TestMLXSlotsWriteInPlace(t *testing.T) {
 	c, w, err := LoadWeights("small", 1)
 	require.NoError(t, err)
 	for _, pipeline := range []bool{false, true} {
-		e, err := NewMLX(c, w, Options{Model: "small"})
+		e, err := NewMLX(c, w, Options{Model: "small", DType: "float32"})
 		require.NoError(t, err)
 		e.pipeline = pipeline
 		r := rand.New(rand.NewPCG(8, 8))
@@ -959,7 +984,7 @@ func TestMLXCompiledSlotsMatchUncompiled(t *testing.T) {
 	}
 	const steps, stable = 16, 6 // the last `stable` steps change no shape
 	run := func(noCompile, pipeline bool) [][]SeqOutput {
-		e, err := NewMLX(c, w, Options{Model: "test", RecordLogits: true, Compile: map[bool]string{true: "off", false: "on"}[noCompile]})
+		e, err := NewMLX(c, w, Options{Model: "test", DType: "float32", RecordLogits: true, Compile: map[bool]string{true: "off", false: "on"}[noCompile]})
 		require.NoError(t, err)
 		defer e.Close()
 		e.pipeline = pipeline
@@ -988,7 +1013,9 @@ func TestMLXCompiledSlotsMatchUncompiled(t *testing.T) {
 // maxTapes new tracings they are dropped.
 func TestMLXSlotTapes(t *testing.T) {
 	c, w := tinyModel(t, 24)
-	e := newMLXForChecks(t, c, w).(*MLX)
+	e, err := NewMLX(c, w, Options{Model: "test", Compile: "on"})
+	require.NoError(t, err)
+	defer e.Close()
 	r := rand.New(rand.NewPCG(24, 24))
 	decode := func(id SeqID, n int) {
 		require.NoError(t, e.Admit(Sequence{ID: id, Prompt: randomPrompt(r, n, c.VocabSize)}))

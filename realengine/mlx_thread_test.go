@@ -18,7 +18,7 @@ import (
 func TestMLXOneThread(t *testing.T) {
 	c, w, err := LoadWeights("tiny", 1)
 	require.NoError(t, err)
-	e, err := NewMLX(c, w, Options{})
+	e, err := NewMLX(c, w, Options{DType: "float32"})
 	require.NoError(t, err)
 	var tid int
 	e.thread.do(func() { tid = syscall.Gettid() })

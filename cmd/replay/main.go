@@ -135,7 +135,7 @@ func (e *engineFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&e.model, "model", "small", "model preset ("+strings.Join(realengine.PresetNames(), ", ")+") or model directory")
 	fs.StringVar(&e.device, "device", "", "engine device: cpu or gpu (default: mlx takes the GPU when MLX has one)")
 	fs.StringVar(&e.dtype, "dtype", "", "mlx engine: weight and activation type, "+strings.Join(realengine.DTypeNames(), ", ")+" (default float32 on CPU, bfloat16 on GPU)")
-	fs.StringVar(&e.compile, "compile", "", "mlx engine: replay each decode step as one compiled MLX function, on or off (default: on for the CPU, off on a GPU, where it is not yet measured)")
+	fs.StringVar(&e.compile, "compile", "", "mlx engine: replay each decode step as one compiled MLX function, on or off (default: on for the CPU; off on a GPU, where each new batch shape traces and compiles again)")
 	fs.IntVar(&e.quantize, "quantize", 0, "mlx engine: quantise the model's matrices on load to 4 or 8 bits, group size 64 (0: as loaded)")
 	fs.IntVar(&e.maxContext, "max-context", 0, "cap tokens per sequence (0: the model's limit)")
 	fs.IntVar(&e.threads, "threads", 0, "cpu engine threads (0: GOMAXPROCS-1, which is the number of CPUs unless GOMAXPROCS is set)")
