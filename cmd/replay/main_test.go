@@ -198,4 +198,16 @@ func TestTraceGridMeasuresTheLoad(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(meta[sim.MetaProfileJSON]), &prof))
 	assert.NotContains(t, prof.Provenance, "decode=0,1,2,4,8,16,32", "the second grid's decode batches, not the first's")
 	assert.Contains(t, prof.Provenance, "decode=0,")
+	kept, err := sim.LoadProfile(filepath.Join(dir, "r.profile.json"))
+	require.NoError(t, err, "the calibrated profile is kept for simrun")
+	assert.Equal(t, prof.Step, kept.Step)
+	mine := filepath.Join(dir, "other.profile.json")
+	require.NoError(t, os.WriteFile(mine, []byte("mine"), 0o644))
+	code, _, errs = runCmd(t, "--trace", "../../traces/poisson-moderate.parquet", "--model", "tiny", "--max-requests", "2",
+		"--truncate", "--policy", "none", "--calibrate", "--predict", "--no-bare", "--out", filepath.Join(dir, "other.parquet"))
+	require.Equal(t, 2, code)
+	assert.Contains(t, errs, "other.profile.json: already exists")
+	b, err := os.ReadFile(mine)
+	require.NoError(t, err)
+	assert.Equal(t, "mine", string(b), "a user's file is not overwritten")
 }

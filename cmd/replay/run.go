@@ -69,7 +69,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&o.out, "out", "", "write per-request results (Parquet, simrun's schema)")
 	fs.StringVar(&o.steps, "steps", "", "write measured engine steps (Parquet; default OUT.steps.parquet with --out)")
 	fs.BoolVar(&o.predict, "predict", false, "also simulate the same requests with --profile (or --calibrate) and print the errors")
-	fs.BoolVar(&o.calibrate, "calibrate", false, "calibrate a profile on the spot (with --grid) for --predict")
+	fs.BoolVar(&o.calibrate, "calibrate", false, "calibrate a profile on the spot (with --grid) for --predict; with --out it is kept as OUT.profile.json")
 	fs.StringVar(&o.grid, "grid", "small", "calibration grid for --calibrate: trace (drawn from the requests replayed), or as replay calibrate --help says")
 	fs.StringVar(&o.predictOut, "predict-out", "", "write the predicted results (default OUT.predicted.parquet with --out)")
 	fs.StringVar(&o.plot, "plot", "", "draw the predicted-vs-measured panel (png, svg or pdf); needs --predict")
@@ -195,7 +195,7 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, pt := range points {
-		for _, p := range append(o.files(pt, len(o.sweeps) > 0), tables...) {
+		for _, p := range append(append(o.files(pt, len(o.sweeps) > 0), o.profileOut()), tables...) {
 			if p == "" || o.force {
 				continue
 			}
@@ -254,6 +254,11 @@ func doReplay(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			}
 		}
 		r.predProf = cp
+		if p := o.profileOut(); p != "" {
+			if err := writeProfile(p, cp, o.force); err != nil {
+				return err
+			}
+		}
 	}
 	if len(o.sweeps) == 0 {
 		out, err := r.run(ctx, points[0], o.files(points[0], false))
@@ -348,6 +353,15 @@ func (o options) files(pt sim.SweepPoint, sweep bool) []string {
 		predicted = stem(out) + ".predicted.parquet"
 	}
 	return []string{out, steps, predicted, o.plot}
+}
+
+// profileOut is where --calibrate keeps its profile: next to --out, so
+// that simrun can predict with it later.
+func (o options) profileOut() string {
+	if !o.calibrate || o.out == "" {
+		return ""
+	}
+	return stem(o.out) + ".profile.json"
 }
 
 // slug makes a policy spec usable in a file name.
