@@ -399,12 +399,15 @@ static bool on_cuda(mlx_stream s) {
 }
 
 // rms_norm is x·rsqrt(mean(x², -1) + eps)·w, in float32 whatever x's
-// dtype. On CUDA it is written out in ordinary ops: MLX's fused CUDA kernel
-// (before 0.32.1, ml-explore/mlx#3792) mixes rows' partial sums at some
-// widths (measured on an H200 with MLX 0.31.2: float32 rows of 256, 32 %
-// off; the small preset's logits 50-130 % off).
+// dtype. On CUDA, rows of up to 1,024 are written out in ordinary ops:
+// MLX's fused CUDA kernel (before 0.32.1, ml-explore/mlx#3792) mixes rows'
+// partial sums at some small widths (measured on an H200 with MLX 0.31.2:
+// float32 rows of 256, 32 % off; the small preset's logits, rows of 384,
+// 50-130 % off). Wider rows (the llama shapes' 2,048 and 3,072) keep the
+// fused kernel, which was right there and saves ~6 kernels a norm.
 static int rms_norm(pool* p, mlx_array* res, mlx_array x, mlx_array w, float eps, mlx_stream s) {
-  if (!on_cuda(s)) return mlx_fast_rms_norm(res, x, w, eps, s);
+  size_t nd = mlx_array_ndim(x);
+  if (nd == 0 || mlx_array_shape(x)[nd - 1] > 1024 || !on_cuda(s)) return mlx_fast_rms_norm(res, x, w, eps, s);
   mlx_array *xf = fresh(p), *sq = fresh(p), *ms = fresh(p), *v = fresh(p), *r = fresh(p), *y = fresh(p),
             *yt = fresh(p), *e = fresh(p);
   mlx_array_free(*e);
