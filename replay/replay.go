@@ -78,6 +78,12 @@ type StepRecord struct {
 	DecodeSeqs    int32 `parquet:"decode_seqs" json:"decode_seqs"`       // D
 	KVTokens      int64 `parquet:"kv_tokens" json:"kv_tokens"`           // K
 	Admitted      int32 `parquet:"admitted" json:"admitted"`
+	// PrefillSeqs (S) are the sequences that prefilled in the step, and
+	// PrefillSquares (Q) the sum of the squares of their prefill tokens:
+	// with P, D and K the terms of the profile's step cost. Files written
+	// before they existed read as 0.
+	PrefillSeqs    int32 `parquet:"prefill_seqs" json:"prefill_seqs"`
+	PrefillSquares int64 `parquet:"prefill_squares" json:"prefill_squares"`
 }
 
 // Report is what a run measured besides the per-request results.
@@ -295,11 +301,18 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if o.err != nil {
 			return o.err
 		}
-		rep.Steps = append(rep.Steps, StepRecord{
+		st := StepRecord{
 			StartNS: stepStart, EndNS: now, WallNS: int64(o.res.Wall),
 			PrefillTokens: int64(o.res.PrefillTokens), DecodeSeqs: int32(o.res.DecodeSeqs),
 			KVTokens: int64(o.res.KVTokens), Admitted: int32(len(cur.admit)),
-		})
+		}
+		for _, so := range o.res.Outputs {
+			if so.Prefill > 0 {
+				st.PrefillSeqs++
+				st.PrefillSquares += int64(so.Prefill) * int64(so.Prefill)
+			}
+		}
+		rep.Steps = append(rep.Steps, st)
 		var failed []int64
 		for id, e := range o.admitErr {
 			failMsg[id] = "engine: " + e.Error()

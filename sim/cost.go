@@ -58,7 +58,7 @@ func (m *CostModel) Time(p StepPlan) PlanTiming {
 func (m *CostModel) time(p *StepPlan, t *PlanTiming) {
 	c := &m.c
 	dd := float64(p.Decode + p.Prefill)
-	t.c0 = c.BaseMS + c.PerPrefillTokenMS*float64(p.PrefillTokens) + c.PerDecodeSeqMS*float64(p.Decode) + c.PerKVTokenMS*float64(p.Context) + c.PerPrefillSeqMS*float64(p.Prefill) + c.PerPrefillTokenSqMS*float64(p.PrefillSquares)
+	t.c0 = c.StepMS(p.Prefill, p.PrefillTokens, p.PrefillSquares, p.Decode, p.Context)
 	t.lin = c.BaseMS + c.PerDecodeSeqMS*dd + c.PerKVTokenMS*float64(p.Context+p.PrefillTokens)
 	t.quad = c.PerKVTokenMS * dd / 2
 	t.f = 1e6

@@ -49,6 +49,13 @@ type StepCost struct {
 	PerKVTokenMS        float64 `json:"per_kv_token_ms"`
 }
 
+// StepMS is the cost of one step that prefills s sequences with p prompt
+// tokens in all (q: the sum of their squares) and decodes d sequences
+// attending to k cached tokens.
+func (c *StepCost) StepMS(s int, p, q int64, d int, k int64) float64 {
+	return c.BaseMS + c.PerPrefillTokenMS*float64(p) + c.PerDecodeSeqMS*float64(d) + c.PerKVTokenMS*float64(k) + c.PerPrefillSeqMS*float64(s) + c.PerPrefillTokenSqMS*float64(q)
+}
+
 // Profile describes an engine for the simulator; replay's calibration
 // writes the same format.
 type Profile struct {

@@ -129,9 +129,19 @@ func TestPredictedMatchesMeasured(t *testing.T) {
 			RelErr float64 `json:"rel_err"`
 			AbsErr float64 `json:"abs_err"`
 		} `json:"prediction_errors"`
+		StepCosts []struct {
+			Kind       string  `json:"kind"`
+			Steps      int     `json:"steps"`
+			MeasuredMS float64 `json:"measured_ms"`
+		} `json:"step_costs"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(stdout), &rep), stdout)
 	require.Len(t, rep.Errors, 6)
+	require.NotEmpty(t, rep.StepCosts)
+	all := rep.StepCosts[len(rep.StepCosts)-1]
+	assert.Equal(t, "all", all.Kind)
+	assert.Positive(t, all.Steps)
+	assert.Positive(t, all.MeasuredMS)
 	for _, e := range rep.Errors {
 		switch e.Metric {
 		case "window_wait_ms.mean":

@@ -102,6 +102,9 @@ type report struct {
 	Truncated  int                  `json:"truncated"`
 	Predicted  *sim.Summary         `json:"predicted,omitempty"`
 	Errors     []replay.MetricError `json:"prediction_errors,omitempty"`
+	// StepCosts holds the engine's steps against the profile's step cost,
+	// by kind of step (with --predict).
+	StepCosts []replay.StepCheck `json:"step_costs,omitempty"`
 	// Interrupted: Ctrl-C or SIGTERM cut the run short.
 	Interrupted bool `json:"-"`
 }
@@ -509,6 +512,7 @@ func (r *runner) run(ctx context.Context, pt sim.SweepPoint, files []string) (*r
 		}
 		out.Predicted = &ps
 		out.Errors = replay.Compare(&ps, &rep.Summary)
+		out.StepCosts = replay.CheckSteps(rep.Steps, r.predProf.Step)
 		if plotPath != "" {
 			if err := drawPanel(plotPath, pol.Spec(), measuredRes, predictedRes, o.force); err != nil {
 				return nil, err
@@ -628,6 +632,17 @@ func printReport(w io.Writer, r *report) error {
 				rel = fmt.Sprintf("%+.1f%%", 100**e.RelErr)
 			}
 			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%+.3f\t%s\t\n", e.Metric, e.Predicted, e.Measured, e.AbsErr, rel)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(r.StepCosts) > 0 {
+		fmt.Fprintln(w, "engine steps vs the profile's step cost (a miss in every kind is the engine's speed in this run):")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "\tsteps\tmeasured ms\tpredicted ms\trel error\t")
+		for _, c := range r.StepCosts {
+			fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%+.1f%%\t\n", c.Kind, c.Steps, c.MeasuredMS, c.PredictedMS, 100*c.RelErr())
 		}
 		if err := tw.Flush(); err != nil {
 			return err
