@@ -28,26 +28,27 @@ func (c StepCheck) RelErr() float64 { return (c.PredictedMS - c.MeasuredMS) / c.
 // holds each group against cost, ending with all steps together. Kinds
 // with no step are left out.
 func CheckSteps(steps []StepRecord, cost sim.StepCost) []StepCheck {
-	type agg struct{ n, meas, pred float64 }
+	type agg struct {
+		rank          int // decode kinds by batch size, then prompts
+		n, meas, pred float64
+	}
 	byKind := map[string]*agg{}
 	var kinds []string
 	var all agg
 	for _, st := range steps {
-		var k string
+		k, rank := "decode 1", 1
 		switch {
 		case st.PrefillSeqs == 1:
-			k = "1 prompt"
+			k, rank = "1 prompt", 1<<30
 		case st.PrefillSeqs > 1:
-			k = "2+ prompts"
-		case st.DecodeSeqs <= 1:
-			k = "decode 1"
-		default:
-			lo := 1 << (bits.Len32(uint32(st.DecodeSeqs)) - 1)
-			k = fmt.Sprintf("decode %d-%d", lo, 2*lo-1)
+			k, rank = "2+ prompts", 1<<30+1
+		case st.DecodeSeqs > 1:
+			rank = 1 << (bits.Len32(uint32(st.DecodeSeqs)) - 1)
+			k = fmt.Sprintf("decode %d-%d", rank, 2*rank-1)
 		}
 		a := byKind[k]
 		if a == nil {
-			a = &agg{}
+			a = &agg{rank: rank}
 			byKind[k] = a
 			kinds = append(kinds, k)
 		}
@@ -62,23 +63,11 @@ func CheckSteps(steps []StepRecord, cost sim.StepCost) []StepCheck {
 	if all.n == 0 {
 		return nil
 	}
-	order := func(k string) int { // decode kinds by size, then prompts
-		var lo int
-		if _, err := fmt.Sscanf(k, "decode %d", &lo); err == nil {
-			return lo
-		}
-		if k == "1 prompt" {
-			return 1 << 30
-		}
-		return 1<<30 + 1
-	}
-	slices.SortFunc(kinds, func(a, b string) int { return cmp.Compare(order(a), order(b)) })
+	slices.SortFunc(kinds, func(a, b string) int { return cmp.Compare(byKind[a].rank, byKind[b].rank) })
+	byKind["all"] = &all
 	out := make([]StepCheck, 0, len(kinds)+1)
 	for _, k := range append(kinds, "all") {
 		a := byKind[k]
-		if k == "all" {
-			a = &all
-		}
 		out = append(out, StepCheck{Kind: k, Steps: int(a.n), MeasuredMS: a.meas / a.n, PredictedMS: a.pred / a.n})
 	}
 	return out
