@@ -383,6 +383,16 @@ static mlx_array* fresh(pool* p) {
   return &p->a[p->n++];
 }
 
+// stream_on says whether s runs on a device of type t (false when MLX
+// cannot tell).
+static bool stream_on(mlx_stream s, mlx_device_type t) {
+  mlx_device d = mlx_device_new();
+  mlx_device_type got;
+  bool on = mlx_stream_get_device(&d, s) == 0 && mlx_device_get_type(&got, d) == 0 && got == t;
+  mlx_device_free(d);
+  return on;
+}
+
 // on_cuda says whether s runs on a CUDA GPU.
 static bool on_cuda(mlx_stream s) {
   static int cuda = -1;  // whether this MLX build has CUDA; asked once
@@ -390,12 +400,7 @@ static bool on_cuda(mlx_stream s) {
     bool c = false;
     cuda = mlx_cuda_is_available(&c) == 0 && c;
   }
-  if (!cuda) return false;
-  mlx_device d = mlx_device_new();
-  mlx_device_type t = MLX_CPU;
-  bool gpu = mlx_stream_get_device(&d, s) == 0 && mlx_device_get_type(&t, d) == 0 && t == MLX_GPU;
-  mlx_device_free(d);
-  return gpu;
+  return cuda && stream_on(s, MLX_GPU);
 }
 
 // rms_norm is x·rsqrt(mean(x², -1) + eps)·w, in float32 whatever x's
@@ -461,6 +466,15 @@ static int residual_mlp(pool* p, mlx_array* out, mlx_array x1, const mlxc_block_
          mlx_multiply(m, *act, *u, s) != 0 || linear(p, d, *m, &w->down, s) != 0 || mlx_add(out, x1, *d, s) != 0;
 }
 
+// norm_qkv is a layer's attention input: h = rms_norm(x), and its query,
+// key and value projections.
+static int norm_qkv(pool* p, mlx_array* q, mlx_array* k, mlx_array* v, mlx_array x, const mlxc_block_weights* w,
+                    const mlxc_block_cfg* cfg, mlx_stream s) {
+  mlx_array* h = fresh(p);
+  return rms_norm(p, h, x, w->attn_norm, cfg->eps, s) != 0 || linear(p, q, *h, &w->q, s) != 0 ||
+         linear(p, k, *h, &w->k, s) != 0 || linear(p, v, *h, &w->v, s) != 0;
+}
+
 // heads reshapes [B, L, n*hd] to [B, n, L, hd]. With one token the
 // transpose only moves a unit axis, so one reshape does it: graph nodes are
 // most of a decode step's Go-side cost.
@@ -497,11 +511,8 @@ static char* block_core(pool* p, mlx_array* out, mlx_array* k_out, mlx_array* v_
   int nh = cfg->n_heads, nkv = cfg->n_kv_heads, hd = cfg->head_dim;
   mlx_optional_float base = {cfg->rope_base, cfg->rope_freqs.ctx == NULL};
 
-  mlx_array *h = fresh(p), *q = fresh(p), *k = fresh(p), *v = fresh(p);
-  TRY(rms_norm(p, h, x, w->attn_norm, cfg->eps, s));
-  TRY(linear(p, q, *h, &w->q, s));
-  TRY(linear(p, k, *h, &w->k, s));
-  TRY(linear(p, v, *h, &w->v, s));
+  mlx_array *q = fresh(p), *k = fresh(p), *v = fresh(p);
+  TRY(norm_qkv(p, q, k, v, x, w, cfg, s));
   mlx_array *qh = fresh(p), *kh = fresh(p), *vh = fresh(p), *qr = fresh(p), *kr = fresh(p);
   TRY(heads(p, qh, *q, B, L, nh, hd, s));
   TRY(heads(p, kh, *k, B, L, nkv, hd, s));
@@ -809,11 +820,8 @@ static char* slot_layer(pool* p, slot_fn* f, mlx_array* out, mlx_array* k_out, m
   int B = mlx_array_shape(x)[0], R = mlx_array_shape(kc)[0], C = mlx_array_shape(kc)[2];
   int nh = cfg->n_heads, nkv = cfg->n_kv_heads, hd = cfg->head_dim;
   mlx_optional_float base = {cfg->rope_base, cfg->rope_freqs.ctx == NULL};
-  mlx_array *h = fresh(p), *q = fresh(p), *k = fresh(p), *v = fresh(p);
-  TRY(rms_norm(p, h, x, w->attn_norm, cfg->eps, s));
-  TRY(linear(p, q, *h, &w->q, s));
-  TRY(linear(p, k, *h, &w->k, s));
-  TRY(linear(p, v, *h, &w->v, s));
+  mlx_array *q = fresh(p), *k = fresh(p), *v = fresh(p);
+  TRY(norm_qkv(p, q, k, v, x, w, cfg, s));
   int qs[4] = {B, nh, 1, hd}, ks[4] = {B, nkv, 1, hd};
   mlx_array *qh = fresh(p), *kh = fresh(p), *qr = fresh(p), *kr = fresh(p);
   TRY(mlx_reshape(qh, *q, qs, 4, s));
@@ -1004,11 +1012,7 @@ char* mlxc_slot_fn_new(mlxc_slot_fn* out, const mlxc_block_weights* layers, int 
   mlx_stream_set(&f->s, s);
   f->compiled = compiled;
   {
-    mlx_device dev = mlx_device_new();
-    mlx_device_type t = MLX_GPU;
-    if (mlx_stream_get_device(&dev, s) == 0) mlx_device_get_type(&t, dev);
-    mlx_device_free(dev);
-    f->cpu = t == MLX_CPU;
+    f->cpu = stream_on(s, MLX_CPU);
     // Constants in the activation dtype, so that they promote nothing.
     mlx_dtype dt = mlx_array_dtype(norm);
     mlx_array sc = mlx_array_new_float32(1.0f / sqrtf((float)cfg->head_dim)), ng = mlx_array_new_float32(-INFINITY);
