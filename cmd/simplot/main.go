@@ -257,9 +257,6 @@ func xLabel(param string) string {
 	return param + " (ms for durations)"
 }
 
-// readRuns reads what need asks of every results file, column by column:
-// named ones from --predicted and --measured, plain ones with source and
-// name from their metadata.
 // samples are the runs' non-empty values, or a usage error saying none is.
 func samples(runs []series.Run, values func(*series.Data) []float64, none string) ([]plots.Sample, error) {
 	var ss []plots.Sample
@@ -274,6 +271,9 @@ func samples(runs []series.Run, values func(*series.Data) []float64, none string
 	return ss, nil
 }
 
+// readRuns reads what need asks of every results file, column by column:
+// named ones from --predicted and --measured, plain ones with source and
+// name from their metadata.
 func readRuns(o options, files []string, need series.Need) ([]series.Run, error) {
 	var runs []series.Run
 	read := func(group, path string, src plots.Source, fromMeta bool) error {
