@@ -74,6 +74,15 @@ type decodeBatch struct {
 	promptLen          func(i int) int
 	r                  *rand.Rand
 	next               SeqID
+	// fatal, when set, stands in for b.Fatal (see onPinned).
+	fatal func(args ...any)
+}
+
+func (d *decodeBatch) fail(err error) {
+	if d.fatal != nil {
+		d.fatal(err)
+	}
+	d.b.Fatal(err)
 }
 
 // run times b.N decode steps, replacing the sequences (untimed) every
@@ -95,7 +104,7 @@ func (d *decodeBatch) run(every int, refill func()) time.Duration {
 		}
 		res, err := d.e.Step(ctx)
 		if err != nil {
-			d.b.Fatal(err)
+			d.fail(err)
 		}
 		wall += res.Wall
 	}
@@ -112,13 +121,13 @@ func (d *decodeBatch) refill() {
 	}
 	for i := 0; i < d.batch; i++ {
 		if err := d.e.Admit(Sequence{ID: d.next, Prompt: randomPrompt(d.r, d.promptLen(i), d.vocab), MaxNewTokens: d.hint}); err != nil {
-			d.b.Fatal(err)
+			d.fail(err)
 		}
 		d.next++
 	}
 	for i := 0; i < d.prime; i++ {
 		if _, err := d.e.Step(context.Background()); err != nil {
-			d.b.Fatal(err)
+			d.fail(err)
 		}
 	}
 }

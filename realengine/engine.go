@@ -111,6 +111,18 @@ type Engine interface {
 	Close() error
 }
 
+// Pinned is implemented by engines whose calls must all reach them from one
+// OS thread (the mlx engine: MLX keeps a GPU stream's state per thread).
+// Each call from any other thread is handed to that thread and its caller
+// woken when it is done, a few to tens of microseconds a call on a busy
+// machine. Pin runs f on the engine's thread with a view of the engine whose
+// methods run there directly, spared the hand-off; the view is valid only
+// inside f, and calls on the engine itself wait until f returns.
+type Pinned interface {
+	Engine
+	Pin(f func(Engine))
+}
+
 // Errors callers may test for.
 var (
 	ErrUnknownSequence = errors.New("unknown sequence")

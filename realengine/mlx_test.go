@@ -676,7 +676,10 @@ func checkPipelinedStepsEqual(t *testing.T, mode batching) {
 // builds the next step's graph while the current one computes (the
 // engine's mode on a GPU); "serial" builds each graph in its own step (its
 // mode on a CPU, see MLX.pipeline); "serial-ops" is serial with
-// Options.Compile "off", each step's graph built op by op. outside-eval-% is
+// Options.Compile "off", each step's graph built op by op. These three run
+// inside Pin, on the engine's thread, as replay's worker does;
+// "serial-handoff" is serial called from the benchmark's goroutine, each
+// step handed to the engine's thread. outside-eval-% is
 // 100·median(step − its time inside mlxc.Eval) / median(step), both from
 // the same step, so much steadier than overhead-% on a busy machine; it
 // is meaningful in the serial modes only (a pipelined step computes
@@ -704,99 +707,142 @@ func checkPipelinedStepsEqual(t *testing.T, mode batching) {
 // step 4.8-5.0 / 5.5-6.0 ms, build 99-141 / 202-217 µs, outside-eval
 // 3.4-3.5 / 4.8-5.5 %. Pipelining does not help on the CPU (MLX throttles async_eval
 // there) but hides the build behind GPU compute.
+//
+// Pinned (small, batch 1, 400 steps, runs of one binary): on this 2-core
+// machine serial 5.4-5.7 % outside eval (build 81-103 µs, the rest ~25
+// µs) against serial-handoff 7.8-8.7 %, steps 1.87-2.00 ms; pipelined
+// 2.10-2.15 ms, slower. On an H200 (MLX 0.31 CUDA, idle 16-core host)
+// serial 10.3-17.4 % (steps 0.77-1.17 ms, build 71-146 µs) against
+// serial-handoff 14.5-17.0 %; batch 8 serial 16.4 against 20.6 %. On that
+// host's CPU (MLX_BENCH_DEVICE=cpu, 16 cores) serial 7.4-7.6 % against
+// serial-handoff 6.1-6.4 % (steps 2.6 against 3.1-4.1 ms, so the hand-off
+// ran slower steps there, not a larger share), batch 8 4.1-4.9 % against
+// 3.9-4.1 %. So what stays is MLX's building of the compiled step, ~180
+// nodes at ~0.4-0.8 µs each, which neither the CPU (async_eval throttled)
+// nor this launch-bound GPU step lets run during the computation.
 func BenchmarkMLXStepOverhead(b *testing.B) {
 	for _, preset := range []string{"small", "tiny"} {
 		for _, batch := range []int{1, 8} {
-			for _, mode := range []string{"pipelined", "serial", "serial-ops"} {
+			for _, mode := range []string{"pipelined", "serial", "serial-ops", "serial-handoff"} {
 				b.Run(fmt.Sprintf("%s/batch=%d/%s", preset, batch, mode), func(b *testing.B) {
 					e, c := newBenchMLX(b, preset, Options{Compile: map[bool]string{true: "off", false: "on"}[mode == "serial-ops"]})
 					e.pipeline = mode == "pipelined"
-					ctx := context.Background()
-					// Prefill, then a first decode so the pipeline is primed.
-					d := decodeBatch{b: b, e: e, vocab: c.VocabSize, batch: batch, prime: 2, promptLen: func(int) int { return 64 }}
-					d.refill()
-					var steps, evals, builds, outside []float64
-					b.ReportAllocs()
-					b.ResetTimer()
-					for i := 0; i < b.N; i++ {
-						if i > 0 && i%128 == 0 {
-							b.StopTimer()
-							d.refill()
-							b.StartTimer()
-						}
-						ev0 := e.evalTime
-						t0 := time.Now()
-						if _, err := e.Step(ctx); err != nil {
-							b.Fatal(err)
-						}
-						step := time.Since(t0)
-						if i%16 != 0 {
-							steps = append(steps, float64(step.Microseconds()))
-							outside = append(outside, float64((step - (e.evalTime - ev0)).Microseconds()))
-						}
-						if i%16 != 15 {
-							continue
-						}
-						b.StopTimer()
-						var rows []*mlxRow
-						for _, sq := range e.order {
-							rows = append(rows, &mlxRow{sq: sq, count: 1})
-						}
-						var build, eval time.Duration
-						e.thread.do(func() { // the stream's thread, as Step
-							if sp := e.spec; sp != nil {
-								// Let the step in flight finish: the probe
-								// must not share the device with it.
-								if err := mlxc.Eval(sp.graph.outs...); err != nil {
-									b.Error(err)
-									return
-								}
-							}
-							tb := time.Now()
-							gr, err := e.build(ctx, rows, false)
-							if err == nil {
-								build = time.Since(tb)
-								// As Step does: the slot caches are handed
-								// over so MLX writes in place (otherwise this
-								// eval would copy them); the probe only writes
-								// columns the next step writes again.
-								if gr.slotK != nil {
-									e.slots.replace(gr.slotK, gr.slotV)
-									gr.slotK, gr.slotV = nil, nil
-								}
-								t1 := time.Now()
-								err = mlxc.Eval(slices.Concat(gr.outs, e.slots.k, e.slots.v)...)
-								eval = time.Since(t1)
-								gr.free()
-							}
-							freeRows(rows)
-							if err != nil {
-								b.Error(err)
-							}
-						})
-						if b.Failed() {
-							b.FailNow()
-						}
-						builds = append(builds, float64(build.Microseconds()))
-						evals = append(evals, float64(eval.Microseconds()))
-						b.StartTimer()
+					if mode == "serial-handoff" {
+						stepOverhead(b, e, e, c, batch, e.thread.do, b.Fatal)
+						return
 					}
-					if len(evals) == 0 {
-						return // fewer than 16 steps: nothing to compare
-					}
-					med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
-					ms := med(steps)
-					md := ms - med(evals)
-					b.ReportMetric(ms, "step-µs")
-					b.ReportMetric(md, "overhead-µs")
-					b.ReportMetric(med(builds), "build-µs")
-					b.ReportMetric(100*md/ms, "overhead-%")
-					b.ReportMetric(100*med(outside)/ms, "outside-eval-%")
-					b.ReportMetric(float64(batch)*1e6/ms, "tokens/s")
+					onPinned(b, e, func(view Engine, fatal func(...any)) {
+						stepOverhead(b, e, view, c, batch, func(f func()) { f() }, fatal)
+					})
 				})
 			}
 		}
 	}
+}
+
+// onPinned runs f on e's thread through Pin with the pinned view. f must
+// fail with the fatal it is given: b.Fatal would end the engine's thread
+// rather than the benchmark's goroutine.
+func onPinned(b *testing.B, e *MLX, f func(view Engine, fatal func(...any))) {
+	type failure struct{ msg string }
+	var failed any
+	e.Pin(func(view Engine) {
+		defer func() { failed = recover() }()
+		f(view, func(args ...any) { panic(failure{fmt.Sprint(args...)}) })
+	})
+	if f, ok := failed.(failure); ok {
+		b.Fatal(f.msg)
+	} else if failed != nil {
+		panic(failed)
+	}
+}
+
+// stepOverhead is BenchmarkMLXStepOverhead's body: it drives e through eng
+// (e itself or a pinned view), runs the probe with onThread, which puts it
+// on the engine's thread, and fails with fatal.
+func stepOverhead(b *testing.B, e *MLX, eng Engine, c Config, batch int, onThread func(func()), fatal func(...any)) {
+	ctx := context.Background()
+	// Prefill, then a first decode so the pipeline is primed.
+	d := decodeBatch{b: b, e: eng, vocab: c.VocabSize, batch: batch, prime: 2, promptLen: func(int) int { return 64 }, fatal: fatal}
+	d.refill()
+	var steps, evals, builds, outside []float64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i > 0 && i%128 == 0 {
+			b.StopTimer()
+			d.refill()
+			b.StartTimer()
+		}
+		ev0 := e.evalTime
+		t0 := time.Now()
+		if _, err := eng.Step(ctx); err != nil {
+			fatal(err)
+		}
+		step := time.Since(t0)
+		if i%16 != 0 {
+			steps = append(steps, float64(step.Microseconds()))
+			outside = append(outside, float64((step - (e.evalTime - ev0)).Microseconds()))
+		}
+		if i%16 != 15 {
+			continue
+		}
+		b.StopTimer()
+		var rows []*mlxRow
+		for _, sq := range e.order {
+			rows = append(rows, &mlxRow{sq: sq, count: 1})
+		}
+		var build, eval time.Duration
+		onThread(func() { // the stream's thread, as Step
+			if sp := e.spec; sp != nil {
+				// Let the step in flight finish: the probe
+				// must not share the device with it.
+				if err := mlxc.Eval(sp.graph.outs...); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			tb := time.Now()
+			gr, err := e.build(ctx, rows, false)
+			if err == nil {
+				build = time.Since(tb)
+				// As Step does: the slot caches are handed
+				// over so MLX writes in place (otherwise this
+				// eval would copy them); the probe only writes
+				// columns the next step writes again.
+				if gr.slotK != nil {
+					e.slots.replace(gr.slotK, gr.slotV)
+					gr.slotK, gr.slotV = nil, nil
+				}
+				t1 := time.Now()
+				err = mlxc.Eval(slices.Concat(gr.outs, e.slots.k, e.slots.v)...)
+				eval = time.Since(t1)
+				gr.free()
+			}
+			freeRows(rows)
+			if err != nil {
+				b.Error(err)
+			}
+		})
+		if b.Failed() {
+			fatal("probe failed")
+		}
+		builds = append(builds, float64(build.Microseconds()))
+		evals = append(evals, float64(eval.Microseconds()))
+		b.StartTimer()
+	}
+	if len(evals) == 0 {
+		return // fewer than 16 steps: nothing to compare
+	}
+	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	ms := med(steps)
+	md := ms - med(evals)
+	b.ReportMetric(ms, "step-µs")
+	b.ReportMetric(md, "overhead-µs")
+	b.ReportMetric(med(builds), "build-µs")
+	b.ReportMetric(100*md/ms, "overhead-%")
+	b.ReportMetric(100*med(outside)/ms, "outside-eval-%")
+	b.ReportMetric(float64(batch)*1e6/ms, "tokens/s")
 }
 
 // The engine turns MLX's CUDA graphs off unless the user chose.

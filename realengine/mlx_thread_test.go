@@ -44,3 +44,35 @@ func TestMLXOneThread(t *testing.T) {
 	assert.ErrorIs(t, err, ErrClosed)
 	assert.NoError(t, e.Close())
 }
+
+// Pin's view runs every call on the engine's thread, from the goroutine
+// that called Pin; closing through the view leaves Close to stop the
+// thread. (Inside Pin only assert: t.FailNow would end the engine's thread.)
+func TestMLXPin(t *testing.T) {
+	c, w, err := LoadWeights("tiny", 1)
+	require.NoError(t, err)
+	e, err := NewMLX(c, w, Options{DType: "float32"})
+	require.NoError(t, err)
+	var tid int
+	e.thread.do(func() { tid = syscall.Gettid() })
+	var pinned Pinned = e
+	pinned.Pin(func(v Engine) {
+		assert.Equal(t, tid, syscall.Gettid())
+		assert.NoError(t, v.Admit(Sequence{ID: 1, Prompt: []int32{1, 2, 3}}))
+		for range 3 {
+			res, err := v.Step(context.Background())
+			assert.NoError(t, err)
+			assert.Len(t, res.Outputs, 1)
+		}
+		// The prompt's 3 tokens and the 2 fed back so far.
+		assert.Equal(t, 5, v.Stats().KVTokens)
+		assert.NoError(t, v.Retire(1))
+		assert.NoError(t, v.Close())
+		_, err := v.Step(context.Background())
+		assert.ErrorIs(t, err, ErrClosed)
+	})
+	require.NoError(t, e.Close())
+	assert.True(t, e.thread.stopped)
+	_, err = e.Step(context.Background())
+	assert.ErrorIs(t, err, ErrClosed)
+}

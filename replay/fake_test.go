@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/batchkit/batchkit/realengine"
@@ -118,3 +119,49 @@ func (e *fakeEngine) Retire(id realengine.SeqID) error {
 
 func (e *fakeEngine) Stats() realengine.Stats { return realengine.Stats{Sequences: len(e.seqs)} }
 func (e *fakeEngine) Close() error            { return nil }
+
+// pinnedFake is a realengine.Pinned fakeEngine: Pin's view is the fake
+// itself, and a call on the engine waits while it is pinned, as on a real
+// one (on a channel, so that synctest reports a wait that never ends).
+type pinnedFake struct {
+	*fakeEngine
+	lock chan struct{}
+	pins atomic.Int32
+}
+
+func newPinnedFake(c sim.StepCost) *pinnedFake {
+	return &pinnedFake{fakeEngine: newFake(c), lock: make(chan struct{}, 1)}
+}
+
+func (p *pinnedFake) Pin(f func(realengine.Engine)) {
+	p.pins.Add(1)
+	p.lock <- struct{}{}
+	defer func() { <-p.lock }()
+	f(p.fakeEngine)
+}
+
+// wait returns once no Pin is running and holds Pin off until done runs.
+func (p *pinnedFake) wait() (done func()) {
+	p.lock <- struct{}{}
+	return func() { <-p.lock }
+}
+
+func (p *pinnedFake) Admit(s realengine.Sequence) error {
+	defer p.wait()()
+	return p.fakeEngine.Admit(s)
+}
+
+func (p *pinnedFake) Retire(id realengine.SeqID) error {
+	defer p.wait()()
+	return p.fakeEngine.Retire(id)
+}
+
+func (p *pinnedFake) Stats() realengine.Stats {
+	defer p.wait()()
+	return p.fakeEngine.Stats()
+}
+
+func (p *pinnedFake) Step(ctx context.Context) (realengine.StepResult, error) {
+	defer p.wait()()
+	return p.fakeEngine.Step(ctx)
+}

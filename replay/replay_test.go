@@ -63,7 +63,7 @@ type runOut struct {
 }
 
 // replayFake runs replay in the calling bubble.
-func replayFake(ctx context.Context, eng *fakeEngine, cfg replay.Config, spec string) runOut {
+func replayFake(ctx context.Context, eng realengine.Engine, cfg replay.Config, spec string) runOut {
 	pol, err := policies.Parse(spec)
 	if err != nil {
 		return runOut{err: err}
@@ -103,25 +103,34 @@ func TestTimelineMatchesSimulator(t *testing.T) {
 			prof := profile(tc.mode, tc.batch, tc.ovMS)
 			reqs := testTrace(40, tc.gap)
 			want := simulate(t, prof, tc.spec, reqs, tc.clients, tc.think)
-			synctest.Test(t, func(t *testing.T) {
-				got := replayFake(t.Context(), newFake(fakeCost), replay.Config{Profile: prof, Requests: reqs, Clients: tc.clients, Think: tc.think}, tc.spec)
-				require.NoError(t, got.err)
-				require.Len(t, got.res, len(want))
-				for i := range want {
-					assert.Equal(t, want[i], got.res[i], "request %d", want[i].RequestID)
-				}
-				assert.Equal(t, len(reqs), got.rep.Sent)
-				// In a bubble nothing is ever late.
-				assert.Zero(t, got.rep.Dispatch.MaxUS)
-				assert.Zero(t, got.rep.Send.MaxUS)
-				if tc.clients == 0 {
-					assert.Equal(t, int64(len(reqs)), got.rep.Send.Count)
-				}
-				assert.NotEmpty(t, got.rep.Steps)
-				for _, s := range got.rep.Steps {
-					assert.Equal(t, s.EndNS-s.StartNS, s.WallNS)
-				}
-			})
+			for _, pin := range []bool{false, true} {
+				synctest.Test(t, func(t *testing.T) {
+					var eng realengine.Engine = newFake(fakeCost)
+					if pin {
+						eng = newPinnedFake(fakeCost)
+					}
+					got := replayFake(t.Context(), eng, replay.Config{Profile: prof, Requests: reqs, Clients: tc.clients, Think: tc.think}, tc.spec)
+					require.NoError(t, got.err)
+					require.Len(t, got.res, len(want))
+					for i := range want {
+						assert.Equal(t, want[i], got.res[i], "request %d", want[i].RequestID)
+					}
+					if p, ok := eng.(*pinnedFake); ok {
+						assert.Equal(t, int32(1), p.pins.Load(), "the worker pins once")
+					}
+					assert.Equal(t, len(reqs), got.rep.Sent)
+					// In a bubble nothing is ever late.
+					assert.Zero(t, got.rep.Dispatch.MaxUS)
+					assert.Zero(t, got.rep.Send.MaxUS)
+					if tc.clients == 0 {
+						assert.Equal(t, int64(len(reqs)), got.rep.Send.Count)
+					}
+					assert.NotEmpty(t, got.rep.Steps)
+					for _, s := range got.rep.Steps {
+						assert.Equal(t, s.EndNS-s.StartNS, s.WallNS)
+					}
+				})
+			}
 		})
 	}
 }
