@@ -80,9 +80,10 @@ type MLX struct {
 	// (prefillWidth), on a GPU, where every new shape costs kernel and
 	// plan building.
 	padPrefill bool
-	// evalTime sums the time spent inside mlxc.Eval, so benchmarks can
-	// tell Go-side overhead from MLX compute.
-	evalTime time.Duration
+	// evalTime sums the time spent inside mlxc.Eval and buildTime that
+	// spent building graphs in Step, so benchmarks can tell MLX's
+	// computing and graph building from the rest.
+	evalTime, buildTime time.Duration
 }
 
 // batching selects how decoding rows of different cached lengths run.
@@ -475,7 +476,7 @@ func (e *MLX) warm(most int) error {
 	if err = errors.Join(err, e.retire(a), e.retire(b)); err != nil {
 		return err
 	}
-	e.evalTime, e.specHits = 0, 0
+	e.evalTime, e.buildTime, e.specHits = 0, 0, 0
 	return nil
 }
 
@@ -876,7 +877,10 @@ func (e *MLX) step(ctx context.Context) (StepResult, error) {
 		e.specHits++
 	} else {
 		var err error
-		if gr, err = e.build(ctx, rows, false); err != nil {
+		t0 := time.Now()
+		gr, err = e.build(ctx, rows, false)
+		e.buildTime += time.Since(t0)
+		if err != nil {
 			freeRows(rows)
 			return StepResult{}, err
 		}
@@ -944,7 +948,9 @@ func (e *MLX) step(ctx context.Context) (StepResult, error) {
 	}
 	e.fail(&res, failing)
 	if len(failing) == 0 {
+		t0 := time.Now()
 		e.speculate(rows)
+		e.buildTime += time.Since(t0)
 	}
 	if e.slots.k != nil {
 		outs = append(append(outs, e.slots.k...), e.slots.v...)

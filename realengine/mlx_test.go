@@ -699,7 +699,11 @@ func checkPipelinedStepsEqual(t *testing.T, mode batching) {
 // 100·median(step − its time inside mlxc.Eval) / median(step), both from
 // the same step, so much steadier than overhead-% on a busy machine; it
 // is meaningful in the serial modes only (a pipelined step computes
-// inside AsyncEval).
+// inside AsyncEval), and so is other-%, which leaves the step's graph
+// building out too:
+// 100·median(step − eval − build) / median(step), what is neither MLX
+// computing nor MLX building the graph (hand-offs, Go's bookkeeping, cgo
+// crossings, reading the tokens back).
 //
 // Measured on MLX 0.31.2, CPU backend, 2 shared (busy) cores, float32,
 // small batch 1, three runs of 100 steps, serial / serial-ops: build
@@ -724,18 +728,21 @@ func checkPipelinedStepsEqual(t *testing.T, mode batching) {
 // 3.4-3.5 / 4.8-5.5 %. Pipelining does not help on the CPU (MLX throttles async_eval
 // there) but hides the build behind GPU compute.
 //
-// Pinned (small, batch 1, 400 steps, runs of one binary): on this 2-core
-// machine serial 5.4-5.7 % outside eval (build 81-103 µs, the rest ~25
-// µs) against serial-handoff 7.8-8.7 %, steps 1.87-2.00 ms; pipelined
-// 2.10-2.15 ms, slower. On an H200 (MLX 0.31 CUDA, idle 16-core host)
-// serial 10.3-17.4 % (steps 0.77-1.17 ms, build 71-146 µs) against
-// serial-handoff 14.5-17.0 %; batch 8 serial 16.4 against 20.6 %. On that
-// host's CPU (MLX_BENCH_DEVICE=cpu, 16 cores) serial 7.4-7.6 % against
-// serial-handoff 6.1-6.4 % (steps 2.6 against 3.1-4.1 ms, so the hand-off
-// ran slower steps there, not a larger share), batch 8 4.1-4.9 % against
-// 3.9-4.1 %. So what stays is MLX's building of the compiled step, ~180
-// nodes at ~0.4-0.8 µs each, which neither the CPU (async_eval throttled)
-// nor this launch-bound GPU step lets run during the computation.
+// Pinned (small, 400 steps, runs of one binary), serial against
+// serial-handoff, outside-eval-% / other-%: on this 2-core machine, batch
+// 1 5.4-5.7 / 1.1-1.3 % (build 78-103 µs, steps 1.80-2.00 ms) against
+// 7.8-8.7 / 3.1-3.6 %, batch 8 2.3-2.5 / 0.3 % against 3.2-3.3 / 1.1 %;
+// pipelined at batch 1 2.10-2.15 ms a step, slower. On an H200 (MLX 0.31
+// CUDA, idle 16-core host, 3-5 runs), batch 1 10.3-17.4 / 0.8-1.4 %
+// (steps 0.77-1.32 ms, build 71-167 µs) against 13.6-17.0 / 3.6-5.3 %,
+// batch 8 14.8-16.4 / 3.6-4.3 % against 16.6-20.6 / 5.7-6.1 %. On that
+// host's CPU (MLX_BENCH_DEVICE=cpu, 16 cores, outside eval only) batch 1
+// 7.4-7.6 % against 6.1-6.4 % (steps 2.6 against 3.1-4.1 ms: the handed
+// off steps were slower, not their share larger), batch 8 4.1-4.9 %
+// against 3.9-4.1 %. What stays is MLX building the compiled step, ~180
+// nodes at ~0.4-0.8 µs each, which neither the CPU (async_eval throttled,
+// both cores computing) nor this launch-bound GPU step lets run during
+// the computation.
 func BenchmarkMLXStepOverhead(b *testing.B) {
 	for _, preset := range []string{"small", "tiny"} {
 		for _, batch := range []int{1, 8} {
@@ -781,7 +788,7 @@ func stepOverhead(b *testing.B, e *MLX, eng Engine, c Config, batch int, onThrea
 	// Prefill, then a first decode so the pipeline is primed.
 	d := decodeBatch{b: b, e: eng, vocab: c.VocabSize, batch: batch, prime: 2, promptLen: func(int) int { return 64 }, fatal: fatal}
 	d.refill()
-	var steps, evals, builds, outside []float64
+	var steps, evals, builds, outside, other []float64
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -790,15 +797,17 @@ func stepOverhead(b *testing.B, e *MLX, eng Engine, c Config, batch int, onThrea
 			d.refill()
 			b.StartTimer()
 		}
-		ev0 := e.evalTime
+		ev0, bu0 := e.evalTime, e.buildTime
 		t0 := time.Now()
 		if _, err := eng.Step(ctx); err != nil {
 			fatal(err)
 		}
 		step := time.Since(t0)
 		if i%16 != 0 {
+			ev := e.evalTime - ev0
 			steps = append(steps, float64(step.Microseconds()))
-			outside = append(outside, float64((step - (e.evalTime - ev0)).Microseconds()))
+			outside = append(outside, float64((step - ev).Microseconds()))
+			other = append(other, float64((step - ev - (e.buildTime - bu0)).Microseconds()))
 		}
 		if i%16 != 15 {
 			continue
@@ -858,6 +867,7 @@ func stepOverhead(b *testing.B, e *MLX, eng Engine, c Config, batch int, onThrea
 	b.ReportMetric(med(builds), "build-µs")
 	b.ReportMetric(100*md/ms, "overhead-%")
 	b.ReportMetric(100*med(outside)/ms, "outside-eval-%")
+	b.ReportMetric(100*med(other)/ms, "other-%")
 	b.ReportMetric(float64(batch)*1e6/ms, "tokens/s")
 }
 
