@@ -700,10 +700,9 @@ func checkPipelinedStepsEqual(t *testing.T, mode batching) {
 // the same step, so much steadier than overhead-% on a busy machine; it
 // is meaningful in the serial modes only (a pipelined step computes
 // inside AsyncEval), and so is other-%, which leaves the step's graph
-// building out too:
-// 100·median(step − eval − build) / median(step), what is neither MLX
-// computing nor MLX building the graph (hand-offs, Go's bookkeeping, cgo
-// crossings, reading the tokens back).
+// building out too, 100·median(step − eval − build) / median(step): what
+// is neither MLX computing nor MLX building the graph (hand-offs, Go's
+// bookkeeping, cgo crossings, reading the tokens back).
 //
 // Measured on MLX 0.31.2, CPU backend, 2 shared (busy) cores, float32,
 // small batch 1, three runs of 100 steps, serial / serial-ops: build

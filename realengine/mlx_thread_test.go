@@ -12,16 +12,22 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// tinyOnThread opens the tiny preset and says which OS thread its engine
+// runs MLX on.
+func tinyOnThread(t *testing.T) (e *MLX, tid int) {
+	c, w, err := LoadWeights("tiny", 1)
+	require.NoError(t, err)
+	e, err = NewMLX(c, w, Options{DType: "float32"})
+	require.NoError(t, err)
+	e.thread.do(func() { tid = syscall.Gettid() })
+	return e, tid
+}
+
 // MLX's GPU command encoders are per OS thread, so every call on an engine
 // must reach MLX from the thread that made its stream, whichever goroutine
 // (and so whichever thread) the caller is on.
 func TestMLXOneThread(t *testing.T) {
-	c, w, err := LoadWeights("tiny", 1)
-	require.NoError(t, err)
-	e, err := NewMLX(c, w, Options{DType: "float32"})
-	require.NoError(t, err)
-	var tid int
-	e.thread.do(func() { tid = syscall.Gettid() })
+	e, tid := tinyOnThread(t)
 	for i := range 8 {
 		done := make(chan struct{})
 		go func() { // a fresh goroutine locked to its own thread
@@ -40,7 +46,7 @@ func TestMLXOneThread(t *testing.T) {
 		<-done
 	}
 	require.NoError(t, e.Close())
-	_, err = e.Step(context.Background())
+	_, err := e.Step(context.Background())
 	assert.ErrorIs(t, err, ErrClosed)
 	assert.NoError(t, e.Close())
 }
@@ -49,12 +55,7 @@ func TestMLXOneThread(t *testing.T) {
 // that called Pin; closing through the view leaves Close to stop the
 // thread. (Inside Pin only assert: t.FailNow would end the engine's thread.)
 func TestMLXPin(t *testing.T) {
-	c, w, err := LoadWeights("tiny", 1)
-	require.NoError(t, err)
-	e, err := NewMLX(c, w, Options{DType: "float32"})
-	require.NoError(t, err)
-	var tid int
-	e.thread.do(func() { tid = syscall.Gettid() })
+	e, tid := tinyOnThread(t)
 	var pinned Pinned = e
 	pinned.Pin(func(v Engine) {
 		assert.Equal(t, tid, syscall.Gettid())
@@ -73,6 +74,6 @@ func TestMLXPin(t *testing.T) {
 	})
 	require.NoError(t, e.Close())
 	assert.True(t, e.thread.stopped)
-	_, err = e.Step(context.Background())
+	_, err := e.Step(context.Background())
 	assert.ErrorIs(t, err, ErrClosed)
 }
