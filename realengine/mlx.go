@@ -540,6 +540,39 @@ func (e *MLX) tensor(i int, sp matrixSpec, src tensorSource) (mlxc.Linear, error
 	return l, nil
 }
 
+// qmmTile is the output tile, in rows of the weight, of MLX 0.31's
+// generic CUDA quantized matmul (qmm_naive: prefills whose activations are
+// float32 or whose matrix has a number of rows that is not a multiple of
+// 128). It loads a tile's scales and biases without checking for the
+// matrix's last row, so past the end of a matrix of N rows when 128 does
+// not divide N: compute-sanitizer counted 153 invalid reads in one test of
+// the tiny preset on an H200, and one run in six of the GPU tests died of
+// "an illegal memory access" when such a read left mapped memory.
+const qmmTile = 128
+
+// tileRoom gives such reads somewhere to land: a [N, G] scales or biases
+// array with N not a multiple of qmmTile is padded with zero rows up to
+// one, and the array becomes a view of its first N rows, sharing that
+// buffer (the padding is never read into a result).
+func (e *MLX) tileRoom(a *mlxc.Array) (*mlxc.Array, error) {
+	sh := a.Shape()
+	if len(sh) != 2 || sh[0]%qmmTile == 0 {
+		return a, nil
+	}
+	p, err := e.s.PadEnd(a, qmmTile-sh[0]%qmmTile, 0)
+	a.Close()
+	if err == nil {
+		err = mlxc.Eval(p)
+	}
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	v, err := e.s.Slice(p, []int{0, 0}, sh)
+	p.Close() // the view keeps its buffer
+	return v, err
+}
+
 func (e *MLX) convert(sp matrixSpec, l mlxc.Linear) (mlxc.Linear, error) {
 	var err error
 	cast := func(a *mlxc.Array) (*mlxc.Array, error) {
@@ -553,6 +586,11 @@ func (e *MLX) convert(sp matrixSpec, l mlxc.Linear) (mlxc.Linear, error) {
 	if l.Scales != nil {
 		if l.Scales, err = cast(l.Scales); err == nil {
 			l.Biases, err = cast(l.Biases)
+		}
+		if err == nil && e.s.GPU() {
+			if l.Scales, err = e.tileRoom(l.Scales); err == nil {
+				l.Biases, err = e.tileRoom(l.Biases)
+			}
 		}
 		if err == nil {
 			err = mlxc.Eval(l.W, l.Scales, l.Biases)

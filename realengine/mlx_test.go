@@ -482,6 +482,48 @@ func TestMLXRandomPreset(t *testing.T) {
 	assert.Equal(t, deviceName(eb)+" (bfloat16, 4-bit groups of 64)", eb.Info().Device)
 }
 
+// tileRoom keeps the values and shape of a scales array whose rows are
+// not a multiple of qmmTile, and leaves one whose rows are alone.
+func TestMLXTileRoom(t *testing.T) {
+	c, w := tinyModel(t, 31)
+	e := newMLXForChecks(t, c, w).(*MLX)
+	vals := make([]float32, 5*3)
+	for i := range vals {
+		vals[i] = float32(i) + 0.5
+	}
+	var shape []int
+	var got []float32
+	var same bool
+	var err error
+	e.thread.do(func() { // the engine's thread, as on a GPU it must be
+		var a, v, b, bv *mlxc.Array
+		if a, err = mlxc.FromFloat32(vals, 5, 3); err != nil {
+			return
+		}
+		if v, err = e.tileRoom(a); err != nil {
+			return
+		}
+		defer v.Close()
+		if err = mlxc.Eval(v); err != nil {
+			return
+		}
+		shape = v.Shape()
+		if got, err = v.Float32(); err != nil {
+			return
+		}
+		if b, err = mlxc.FromFloat32(make([]float32, qmmTile*2), qmmTile, 2); err != nil {
+			return
+		}
+		defer b.Close()
+		bv, err = e.tileRoom(b)
+		same = bv == b
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []int{5, 3}, shape)
+	assert.Equal(t, vals, got)
+	assert.True(t, same, "a multiple of the tile is left alone")
+}
+
 // TestMLXLoadQuantisedKeepsPacked loads mlx-community style directories
 // (uint32 packed weights, float scales and biases) and requires the device
 // to hold the file's packed words bit for bit, scales and biases exactly
