@@ -161,13 +161,13 @@ func ParseGrid(s string, base realengine.CalibrationGrid) (realengine.Calibratio
 // linear through the grid and a fit through shapes the trace never
 // brings misplaces the ones it does: prefills at the 25th, 50th and 90th
 // percentiles of the prompt lengths and the longest (whose attention, the
-// square term, a line through shorter ones would miss), decode batches 1, 2, 4, ... up to
-// maxBatch (at most 32), at contexts of the 25th and 75th percentiles of
-// prompt + output/2 (a sequence's mean context while decoding). On the cpu
-// engine (small, 2 cores), for a continuous replay of poisson-moderate at
-// 3x with fixed 2 ms, latency came out 11 % under-predicted with this grid
-// (TTFT 4 %), 31-35 % with the default grid; replay then measures again at
-// LoadDecode's batch sizes.
+// square term, a line through shorter ones would miss), decode batches 1,
+// 2, 4, ... up to maxBatch (at most 32), at contexts of the 25th and 75th
+// percentiles of prompt + output/2 (a sequence's mean context while
+// decoding). On the cpu engine (small, 2 cores), for a continuous replay
+// of poisson-moderate at 3x with fixed 2 ms, latency came out 11 %
+// under-predicted with this grid (TTFT 4 %), 31-35 % with the default
+// grid; replay then measures again at LoadDecode's batch sizes.
 func TraceGrid(reqs []trace.Request, maxBatch int) realengine.CalibrationGrid {
 	g := realengine.CalibrationGrid{Warmup: 2, Repeats: 5, Seed: 1}
 	in := make([]int, len(reqs))
@@ -198,9 +198,10 @@ func TraceGrid(reqs []trace.Request, maxBatch int) realengine.CalibrationGrid {
 // by time, of how many sequences decode at once while any does (from each
 // result's first token to its finish), with 0 (prefill alone) and at
 // least two sizes above 0 so that a line can be fitted (none above
-// maxBatch); nil when no request decodes. A trace grid's decode batches 1..32 put the fitted line
-// where the engine runs at 32, which a load of 4-8 never reaches: on the
-// cpu engine that under-predicted such a load's latency by 11 %.
+// maxBatch); nil when no request decodes. A trace grid's decode batches
+// 1..32 put the fitted line where the engine runs at 32, which a load of
+// 4-8 never reaches: on the cpu engine that under-predicted such a load's
+// latency by 11 %.
 func LoadDecode(results []sim.Result, maxBatch int) []int {
 	type ev struct {
 		t int64

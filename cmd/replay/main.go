@@ -98,13 +98,14 @@ not measured before, and decoding contexts spread over half to one and a half
 times each context, so per-shape costs (kernel and plan building on a GPU) and
 mixed-length batching land in the profile. The fit is linear in base, per
 prompt, per prompt token, per prompt token squared (attention; with three or
-more prompt lengths), per decoding sequence and per context token: give decode sizes around the batch sizes your load runs at (on the
-cpu engine, 'prefill=0,64,256,512;decode=0,1,2,4,8,16;context=128,512' instead
-of the default took a continuous-batching replay's latency error from about
--35 % to -3..-6 %), or let replay --calibrate --grid trace draw the grid from
-the requests it replays (and measure again at the batch sizes a first fit
-says the load runs at). It prints R², the median and the maximum relative
-error of the fit.
+more prompt lengths), per decoding sequence and per context token: give
+decode sizes around the batch sizes your load runs at (on the cpu engine,
+'prefill=0,64,256,512;decode=0,1,2,4,8,16;context=128,512' instead of the
+default took a continuous-batching replay's latency error from about -35 % to
+-3..-6 %), or let replay --calibrate --grid trace draw the grid from the
+requests it replays (and measure again at the batch sizes a first fit says
+the load runs at). It prints R², the median and the maximum relative error of
+the fit.
 
 Examples:
   replay calibrate --engine cpu --model small --out small.json
